@@ -1,0 +1,64 @@
+//! What both binaries do with their command line and their errors: one line on stderr, non-zero exit.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// Exit code for bad input (flags, variables, targets), as clap uses.
+pub const EXIT_USAGE: u8 = 2;
+/// Exit code for a failure while running.
+pub const EXIT_FAILURE: u8 = 1;
+
+/// Parses the command line; help and version print and exit 0, anything else wrong is one line.
+pub fn parse<T: Parser>(bin: &str) -> Result<T, ExitCode> {
+    T::try_parse().map_err(|err| {
+        use clap::error::ErrorKind::*;
+        if matches!(
+            err.kind(),
+            DisplayHelp | DisplayVersion | DisplayHelpOnMissingArgumentOrSubcommand
+        ) {
+            let _ = err.print();
+            return ExitCode::SUCCESS;
+        }
+        let text = err.to_string();
+        let first = text.lines().next().unwrap_or("invalid arguments");
+        let first = first.strip_prefix("error: ").unwrap_or(first);
+        eprintln!("{bin}: error: {first}");
+        ExitCode::from(EXIT_USAGE)
+    })
+}
+
+/// Prints an error chain on one line (`outer: inner: cause`) and turns it into an exit code.
+pub fn report(bin: &str, err: &anyhow::Error, code: u8) -> ExitCode {
+    let line = format!("{err:#}").replace('\n', " ");
+    eprintln!("{bin}: error: {line}");
+    ExitCode::from(code)
+}
+
+/// Logs to stderr; `RUST_LOG` chooses what (default: `info`).
+pub fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .compact()
+        .init();
+}
+
+/// Completes on the first SIGTERM or SIGINT.
+pub async fn terminated() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        // Without signal handlers the process still dies on the signal, just not gracefully.
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+}

@@ -1,0 +1,15 @@
+//! `hello-client`: the seed's workload (rounds of concurrent `Hello` RPCs, each reply printed)
+//! over our own gRPC-style load balancer, with per-interval summaries for the harness to read.
+
+mod balancer;
+pub mod config;
+mod resolve;
+mod run;
+pub mod stats;
+pub mod target;
+
+pub use balancer::Policy;
+pub use config::{Config, Flags, Method, Output};
+pub use run::{Outcome, run};
+pub use stats::{Summary, SummaryKind};
+pub use target::Target;
