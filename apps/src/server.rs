@@ -12,4 +12,4 @@ mod metrics;
 mod serve;
 
 pub use config::{Config, Flags};
-pub use serve::{Server, run};
+pub use serve::{ServeError, Server};

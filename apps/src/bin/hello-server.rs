@@ -14,9 +14,15 @@ async fn main() -> ExitCode {
         Ok(config) => config,
         Err(err) => return cli::report("hello-server", &err.into(), cli::EXIT_USAGE),
     };
+    // Bind before logging anything, so that a taken port is the only line on stderr.
+    let server = match server::Server::bind(config.clone()).await {
+        Ok(server) => server,
+        Err(err) => return cli::report("hello-server", &err.into(), cli::EXIT_FAILURE),
+    };
     cli::init_logging();
     tracing::info!(%config, "starting");
-    match server::run(config, cli::terminated()).await {
+    tracing::info!(addr = %server.local_addr(), metrics = ?server.metrics_addr(), "listening");
+    match server.run(cli::terminated()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => cli::report("hello-server", &err.into(), cli::EXIT_FAILURE),
     }

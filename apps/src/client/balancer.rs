@@ -124,16 +124,6 @@ impl Balancer {
         })
     }
 
-    /// The addresses with an open connection now.
-    pub fn connected(&self) -> Vec<SocketAddr> {
-        let snap = self.handle.shared.state.borrow();
-        snap.conns
-            .iter()
-            .filter(|c| c.is_open())
-            .map(|c| c.addr)
-            .collect()
-    }
-
     /// Completes when the set of connections changes, or after `limit`.
     pub async fn changed_or(&self, limit: Duration) {
         let mut rx = self.handle.shared.state.subscribe();

@@ -160,13 +160,6 @@ impl Server {
     }
 }
 
-/// Binds and serves; see [`Server::run`].
-pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), ServeError> {
-    let server = Server::bind(config).await?;
-    tracing::info!(addr = %server.local_addr(), metrics = ?server.metrics_addr(), "listening");
-    server.run(shutdown).await
-}
-
 #[derive(Clone, Copy)]
 struct Ages {
     age: Option<Duration>,
