@@ -67,11 +67,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<O
     let mut counter: u64 = 0;
     let mut round: u64 = 0;
     tokio::pin!(shutdown);
-    loop {
-        if config.rounds.is_some_and(|n| round >= n) || stop_at.is_some_and(|t| Instant::now() >= t)
-        {
-            break;
-        }
+    let done = |round: u64| {
+        config.rounds.is_some_and(|n| round >= n) || stop_at.is_some_and(|t| Instant::now() >= t)
+    };
+    while !done(round) {
         round += 1;
         let calls = (0..config.concurrency).map(|_| {
             counter += 1;
@@ -92,7 +91,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<O
             .iter()
             .all(|(r, _)| matches!(r, Err(s) if s.code() == tonic::Code::Unavailable));
         record(&counts, &results, output);
-        if all_unavailable {
+        if all_unavailable && !done(round) {
             // Nothing to talk to: wait for the balancer to connect somewhere rather than spin.
             tokio::select! {
                 () = balancer.changed_or(Duration::from_secs(1)) => {}
