@@ -10,7 +10,11 @@ fn assert_one_line_error(result: (i32, String, String), code: i32, text: &str) {
     assert_eq!(got, code, "exit code; stderr: {stderr}");
     let lines: Vec<_> = stderr.lines().collect();
     assert_eq!(lines.len(), 1, "one line on stderr, got: {stderr}");
-    assert!(lines[0].contains(text), "{:?} should contain {text:?}", lines[0]);
+    assert!(
+        lines[0].contains(text),
+        "{:?} should contain {text:?}",
+        lines[0]
+    );
     assert!(!lines[0].ends_with('.'), "no final period: {:?}", lines[0]);
 }
 
@@ -19,8 +23,14 @@ fn invalid_client_targets_are_one_line_errors() {
     for (target, text) in [
         ("server", r#"invalid target "server": "server" has no port"#),
         ("http://server:80", r#"unsupported scheme "http""#),
-        ("dns://nameserver/server:1", r#"DNS server "nameserver" is not an IP address"#),
-        ("ipv4:10.0.0.1", r#""10.0.0.1" is not an IPv4 address with a port"#),
+        (
+            "dns://nameserver/server:1",
+            r#"DNS server "nameserver" is not an IP address"#,
+        ),
+        (
+            "ipv4:10.0.0.1",
+            r#""10.0.0.1" is not an IPv4 address with a port"#,
+        ),
         ("server:99999", r#""99999" is not a port number"#),
     ] {
         assert_one_line_error(run(CLIENT, &[target, "--rounds", "1"], &[]), 2, text);
@@ -39,10 +49,16 @@ fn an_invalid_server_address_variable_is_a_one_line_error() {
 #[test]
 fn invalid_client_flags_are_one_line_errors() {
     for (args, text) in [
-        (&["--duration", "a while"][..], r#"invalid --duration "a while""#),
+        (
+            &["--duration", "a while"][..],
+            r#"invalid --duration "a while""#,
+        ),
         (&["--concurrency", "0"][..], r#"invalid --concurrency "0""#),
         (&["--lb", "random"][..], "invalid value 'random' for '--lb"),
-        (&["--no-such-flag"][..], "unexpected argument '--no-such-flag'"),
+        (
+            &["--no-such-flag"][..],
+            "unexpected argument '--no-such-flag'",
+        ),
     ] {
         assert_one_line_error(run(CLIENT, args, &[]), 2, text);
     }
@@ -51,15 +67,31 @@ fn invalid_client_flags_are_one_line_errors() {
 #[test]
 fn invalid_server_durations_and_addresses_name_the_variable_and_value() {
     for (env, text) in [
-        (("MAX_CONNECTION_AGE", "ten"), r#"invalid MAX_CONNECTION_AGE "ten": expected a duration"#),
-        (("MAX_CONNECTION_AGE_GRACE", "-1s"), r#"invalid MAX_CONNECTION_AGE_GRACE "-1s""#),
-        (("RESPONSE_DELAY", "1 fortnight"), r#"invalid RESPONSE_DELAY "1 fortnight""#),
-        (("LISTEN_ADDR", "localhost"), r#"invalid LISTEN_ADDR "localhost": expected an address"#),
+        (
+            ("MAX_CONNECTION_AGE", "ten"),
+            r#"invalid MAX_CONNECTION_AGE "ten": expected a duration"#,
+        ),
+        (
+            ("MAX_CONNECTION_AGE_GRACE", "-1s"),
+            r#"invalid MAX_CONNECTION_AGE_GRACE "-1s""#,
+        ),
+        (
+            ("RESPONSE_DELAY", "1 fortnight"),
+            r#"invalid RESPONSE_DELAY "1 fortnight""#,
+        ),
+        (
+            ("LISTEN_ADDR", "localhost"),
+            r#"invalid LISTEN_ADDR "localhost": expected an address"#,
+        ),
         (("METRICS_ADDR", "9090"), r#"invalid METRICS_ADDR "9090""#),
     ] {
         assert_one_line_error(run(SERVER, &[], &[env]), 2, text);
     }
-    assert_one_line_error(run(SERVER, &["--listen", "::"], &[]), 2, r#"invalid --listen "::""#);
+    assert_one_line_error(
+        run(SERVER, &["--listen", "::"], &[]),
+        2,
+        r#"invalid --listen "::""#,
+    );
 }
 
 #[test]
@@ -71,7 +103,11 @@ fn a_taken_port_fails_at_start_with_a_clear_message() {
         1,
         &format!("cannot listen for grpc on {addr}: address already in use"),
     );
-    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
     assert_one_line_error(
         run(SERVER, &["--listen", &free, "--metrics-addr", &addr], &[]),
         1,
@@ -82,12 +118,33 @@ fn a_taken_port_fails_at_start_with_a_clear_message() {
 #[test]
 fn fail_on_error_exits_non_zero_when_rpcs_fail() {
     // Nothing listens on this address: every RPC fails UNAVAILABLE.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let target = format!("ipv4:127.0.0.1:{port}");
-    let (code, out, stderr) = run(CLIENT, &[&target, "--rounds", "1", "--fail-on-error", "--output", "json"], &[("RUST_LOG", "off")]);
+    let (code, out, stderr) = run(
+        CLIENT,
+        &[
+            &target,
+            "--rounds",
+            "1",
+            "--fail-on-error",
+            "--output",
+            "json",
+        ],
+        &[("RUST_LOG", "off")],
+    );
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("10 of 10 RPCs failed"), "{stderr}");
-    assert!(out.contains(r#""errors_by_code":{"Unavailable":10}"#), "{out}");
+    assert!(
+        out.contains(r#""errors_by_code":{"Unavailable":10}"#),
+        "{out}"
+    );
     let (code, _, _) = run(CLIENT, &[&target, "--rounds", "1"], &[("RUST_LOG", "off")]);
-    assert_eq!(code, 0, "without --fail-on-error a failed RPC is counted, not fatal");
+    assert_eq!(
+        code, 0,
+        "without --fail-on-error a failed RPC is counted, not fatal"
+    );
 }

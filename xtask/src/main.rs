@@ -1,1 +1,30 @@
-fn main() {}
+//! `cargo xtask`: the project's tasks, written in Rust so that they run wherever cargo does.
+//!
+//! The command line is declared in [`flags`]; each task is a module with one `run`.
+
+mod flags;
+mod hello;
+mod process;
+mod project;
+#[cfg(test)]
+mod tidy;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let flags = flags::Xtask::from_env_or_exit();
+    let result = match flags.subcommand {
+        flags::XtaskCmd::Hello(cmd) => hello::run(&cmd),
+    };
+    result.map_or_else(report, |()| ExitCode::SUCCESS)
+}
+
+/// Prints the error chain on one line; exit code 130 after an interrupt, as shells use, else 1.
+fn report(err: anyhow::Error) -> ExitCode {
+    eprintln!("xtask: error: {}", format!("{err:#}").replace('\n', " "));
+    if err.downcast_ref::<process::Interrupted>().is_some() {
+        ExitCode::from(130)
+    } else {
+        ExitCode::FAILURE
+    }
+}

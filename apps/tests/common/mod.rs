@@ -41,7 +41,10 @@ impl Block {
 pub fn wait_until(what: &str, deadline: Duration, mut cond: impl FnMut() -> bool) {
     let end = Instant::now() + deadline;
     while !cond() {
-        assert!(Instant::now() < end, "timed out after {deadline:?} waiting until {what}");
+        assert!(
+            Instant::now() < end,
+            "timed out after {deadline:?} waiting until {what}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -65,7 +68,9 @@ impl Proc {
                 if n == 0 {
                     break;
                 }
-                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
             }
         });
         Proc { child, stderr }
@@ -80,7 +85,10 @@ impl Proc {
     }
 
     pub fn signal(&self, sig: &str) {
-        let status = Command::new("kill").args([sig, &self.pid().to_string()]).status().expect("kill");
+        let status = Command::new("kill")
+            .args([sig, &self.pid().to_string()])
+            .status()
+            .expect("kill");
         assert!(status.success(), "kill {sig} failed");
     }
 
@@ -91,7 +99,11 @@ impl Proc {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
                 return status;
             }
-            assert!(Instant::now() < end, "process did not exit within {deadline:?}; stderr:\n{}", self.stderr());
+            assert!(
+                Instant::now() < end,
+                "process did not exit within {deadline:?}; stderr:\n{}",
+                self.stderr()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -138,27 +150,39 @@ impl Client {
     /// Starts `hello-client --output json` with `args`.
     pub fn start(args: &[&str]) -> Client {
         let mut cmd = Command::new(CLIENT);
-        cmd.env_clear().env("RUST_LOG", "warn").arg("--output").arg("json").args(args).stdout(Stdio::piped());
+        cmd.env_clear()
+            .env("RUST_LOG", "warn")
+            .arg("--output")
+            .arg("json")
+            .args(args)
+            .stdout(Stdio::piped());
         let mut proc = Proc::spawn(cmd);
         let stdout = proc.child.stdout.take().expect("stdout");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                let summary: Summary = serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad json line {line:?}: {e}"));
+                let summary: Summary = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("bad json line {line:?}: {e}"));
                 if tx.send(summary).is_err() {
                     break;
                 }
             }
         });
-        Client { proc, summaries: rx }
+        Client {
+            proc,
+            summaries: rx,
+        }
     }
 
     /// The next summary line, within the deadline.
     pub fn next(&self) -> Summary {
-        self.summaries
-            .recv_timeout(DEADLINE)
-            .unwrap_or_else(|_| panic!("no summary from the client within {DEADLINE:?}; stderr:\n{}", self.proc.stderr()))
+        self.summaries.recv_timeout(DEADLINE).unwrap_or_else(|_| {
+            panic!(
+                "no summary from the client within {DEADLINE:?}; stderr:\n{}",
+                self.proc.stderr()
+            )
+        })
     }
 
     /// Reads summaries until one satisfies `cond`.
@@ -169,14 +193,21 @@ impl Client {
             if cond(&s) {
                 return s;
             }
-            assert!(Instant::now() < end, "timed out waiting until {what}; last summary: {s:?}");
+            assert!(
+                Instant::now() < end,
+                "timed out waiting until {what}; last summary: {s:?}"
+            );
         }
     }
 
     /// Runs to completion and returns the final summary.
     pub fn finish(mut self) -> Summary {
         let status = self.proc.wait(Duration::from_secs(60));
-        assert!(status.success(), "client failed: {status}; stderr:\n{}", self.proc.stderr());
+        assert!(
+            status.success(),
+            "client failed: {status}; stderr:\n{}",
+            self.proc.stderr()
+        );
         let mut last = None;
         while let Ok(s) = self.summaries.recv_timeout(Duration::from_secs(5)) {
             last = Some(s);
@@ -194,7 +225,11 @@ pub fn run(bin: &str, args: &[&str], env: &[(&str, &str)]) -> (i32, String, Stri
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
     let end = Instant::now() + DEADLINE;
     let status = loop {
         if let Some(status) = child.try_wait().expect("try_wait") {
@@ -208,16 +243,33 @@ pub fn run(bin: &str, args: &[&str], env: &[(&str, &str)]) -> (i32, String, Stri
     };
     let mut out = String::new();
     let mut err = String::new();
-    child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
-    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
     (status.code().unwrap_or(-1), out, err)
 }
 
 /// `GET /metrics` from a server's metrics address.
 pub fn metrics(addr: SocketAddr) -> String {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).expect("connect to metrics");
-    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(stream, "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut stream =
+        TcpStream::connect_timeout(&addr, Duration::from_secs(2)).expect("connect to metrics");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut body = String::new();
     stream.read_to_string(&mut body).unwrap();
     body
@@ -225,5 +277,11 @@ pub fn metrics(addr: SocketAddr) -> String {
 
 /// The value of one sample line in the Prometheus text, e.g. `hello_rpcs_in_flight`.
 pub fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+    text.lines().find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
 }
