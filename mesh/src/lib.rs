@@ -6,3 +6,9 @@
 //! real DNS resolver finds the twin instead of a cluster.
 
 pub mod dns;
+pub mod envoy;
+pub mod gateway;
+pub mod model;
+pub mod translate;
+pub mod twin;
+pub mod xds;

@@ -26,6 +26,71 @@ pub enum XtaskCmd {
     /// Runs N hello-servers behind one DNS name on this machine and sends them RPCs: how gRPC
     /// balances before any mesh exists
     Hello(Hello),
+    /// Runs one of the seed's demos and measures where every RPC lands
+    Demo(Demo),
+    /// Your own servers, routes and workload on the local twin
+    Experiment(Experiment),
+    /// Finds Envoy (ENVOY_BIN, PATH, .tools/) or installs the pinned version into .tools/
+    Envoy,
+}
+
+#[derive(Debug, Args)]
+pub struct Demo {
+    /// clusterip, headless, maxage, server-proxy, sidecar, canary, xds, httproute, grpcroute or compare
+    pub scenario: String,
+    /// Run on the local twin of the mesh: processes on loopback addresses and a real Envoy, no cluster
+    #[arg(long)]
+    pub local: bool,
+    /// Print one JSON document on stdout instead of the table
+    #[arg(long)]
+    pub json: bool,
+    /// Build and run the apps' debug binaries (quicker to build; the tests use it)
+    #[arg(long)]
+    pub debug: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct Experiment {
+    /// Run on the local twin of the mesh
+    #[arg(long)]
+    pub local: bool,
+    /// HTTPRoute/GRPCRoute YAML: a file, or a directory of *.yaml files
+    #[arg(long)]
+    pub routes: Option<std::path::PathBuf>,
+    /// Server pods per version: each version gets its Service server-<version>; `server` selects all
+    #[arg(long, default_value = "v1=3")]
+    pub servers: String,
+    /// Method the client calls
+    #[arg(long, value_parser = ["SayHello", "SayHelloAgain"], default_value = "SayHello")]
+    pub method: String,
+    /// Metadata the client sends with every RPC, key=value (repeatable)
+    #[arg(long = "header", value_name = "KEY=VALUE")]
+    pub headers: Vec<String>,
+    /// Concurrent RPCs per round
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub concurrency: u32,
+    /// Measure at least this many RPCs
+    #[arg(long, conflicts_with = "duration", value_parser = clap::value_parser!(u64).range(1..))]
+    pub rpcs: Option<u64>,
+    /// Measure for this long [default: 3s]
+    #[arg(long, value_parser = positive_duration)]
+    pub duration: Option<Duration>,
+    /// With the client's sidecar (on) or without (off: the ClusterIP Service)
+    #[arg(long, value_parser = ["on", "off"], default_value = "on")]
+    pub mesh: String,
+    /// Print one JSON document on stdout instead of the table
+    #[arg(long)]
+    pub json: bool,
+    /// Build and run the apps' debug binaries
+    #[arg(long)]
+    pub debug: bool,
+}
+
+fn positive_duration(s: &str) -> Result<Duration, String> {
+    match duration(s)? {
+        d if d.is_zero() => Err("must be longer than 0s".to_owned()),
+        d => Ok(d),
+    }
 }
 
 #[derive(Debug, Args)]
@@ -129,6 +194,61 @@ mod tests {
     fn hello(args: &[&str]) -> Hello {
         match parse(&[&["hello"], args].concat()).unwrap().subcommand {
             XtaskCmd::Hello(hello) => hello,
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    fn experiment(args: &[&str]) -> Result<Experiment, String> {
+        match parse(&[&["experiment"], args].concat()) {
+            Ok(Xtask {
+                subcommand: XtaskCmd::Experiment(e),
+            }) => Ok(e),
+            Ok(other) => panic!("parsed as {other:?}"),
+            Err(err) => Err(one_line(&err)),
+        }
+    }
+
+    #[test]
+    fn experiment_defaults_to_three_v1_pods_with_the_mesh_on() {
+        let e = experiment(&["--local"]).unwrap();
+        assert_eq!(
+            (
+                e.servers.as_str(),
+                e.mesh.as_str(),
+                e.method.as_str(),
+                e.concurrency
+            ),
+            ("v1=3", "on", "SayHello", 10)
+        );
+        assert_eq!((e.rpcs, e.duration), (None, None));
+    }
+
+    #[test]
+    fn experiment_rejects_bad_rates_durations_and_choices_in_one_line() {
+        for (args, text) in [
+            (&["--rpcs", "0"][..], "invalid value '0' for '--rpcs"),
+            (&["--duration", "0s"][..], "must be longer than 0s"),
+            (&["--duration", "soon"][..], "expected a duration"),
+            (
+                &["--mesh", "maybe"][..],
+                "invalid value 'maybe' for '--mesh",
+            ),
+            (
+                &["--method", "Hello"][..],
+                "invalid value 'Hello' for '--method",
+            ),
+            (
+                &["--concurrency", "0"][..],
+                "invalid value '0' for '--concurrency",
+            ),
+            (
+                &["--rpcs", "5", "--duration", "1s"][..],
+                "cannot be used with",
+            ),
+        ] {
+            let err = experiment(args).unwrap_err();
+            assert!(err.contains(text), "{args:?}: {err}");
+            assert!(!err.contains('\n'), "{err}");
         }
     }
 

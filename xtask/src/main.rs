@@ -2,10 +2,18 @@
 //!
 //! The command line is declared in [`flags`]; each task is a module with one `run`.
 
+mod backend;
+mod demo;
+mod envoy;
+mod experiment;
 mod flags;
 mod hello;
+mod local;
+mod measure;
 mod process;
 mod project;
+mod scenario;
+mod table;
 #[cfg(test)]
 mod tidy;
 
@@ -15,6 +23,9 @@ fn main() -> ExitCode {
     let flags = flags::Xtask::from_env_or_exit();
     let result = match flags.subcommand {
         flags::XtaskCmd::Hello(cmd) => hello::run(&cmd),
+        flags::XtaskCmd::Demo(cmd) => demo::main(&cmd),
+        flags::XtaskCmd::Experiment(cmd) => experiment::main(&cmd),
+        flags::XtaskCmd::Envoy => envoy::run(),
     };
     result.map_or_else(report, |()| ExitCode::SUCCESS)
 }

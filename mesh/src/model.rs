@@ -1,0 +1,97 @@
+//! What the control plane knows and translates into Envoy configuration: Services with their
+//! endpoints, and routes attached to Services (Gateway API's GAMMA "mesh" attachment).
+//!
+//! Routes here are already validated, and each Service's routes are already flattened into
+//! [`RouteEntry`]s in Gateway API precedence order ([`crate::gateway::route_table`]), so that the
+//! translation into Envoy is a plain mapping.
+
+use std::net::SocketAddr;
+
+/// A Kubernetes Service as the mesh sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Service {
+    /// `server`, `server-v1`, ...
+    pub name: String,
+    pub namespace: String,
+    /// The service port, e.g. 50051.
+    pub port: u16,
+    /// Ready pod addresses (pod IP and target port).
+    pub endpoints: Vec<SocketAddr>,
+}
+
+/// The kind of route an entry came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RouteKind {
+    Http,
+    Grpc,
+}
+
+/// How a string is matched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StringMatch {
+    Exact(String),
+    /// Path prefix, on `/`-separated segments as Gateway API defines `PathPrefix`.
+    PathPrefix(String),
+    /// RE2-style regular expression, matching the whole value (already checked to compile).
+    Regex(String),
+}
+
+/// One header condition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderMatch {
+    /// Lower case.
+    pub name: String,
+    pub value: StringMatch,
+}
+
+/// One way a request can match an entry: all conditions must hold.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Match {
+    /// The HTTP/2 `:path`. GRPCRoute method matches are expressed as paths here
+    /// (`/hello.v1.Greeter/SayHello`, or a regex for partial matches).
+    pub path: Option<StringMatch>,
+    /// HTTP method (HTTPRoute only), e.g. `POST`.
+    pub method: Option<String>,
+    pub headers: Vec<HeaderMatch>,
+}
+
+/// A weighted destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backend {
+    /// The Service name; it may not exist (then its share of traffic gets UNAVAILABLE).
+    pub service: String,
+    pub namespace: String,
+    pub port: Option<u16>,
+    /// Gateway API weight: default 1, 0 means no traffic.
+    pub weight: u32,
+}
+
+/// Header changes applied to requests (Gateway API `RequestHeaderModifier`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HeaderModifier {
+    pub set: Vec<(String, String)>,
+    pub add: Vec<(String, String)>,
+    pub remove: Vec<String>,
+}
+
+/// One (match, rule) pair of a route, in precedence order within its Service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteEntry {
+    pub kind: RouteKind,
+    /// `GRPCRoute default/canary rule 0 match 1`: for logs, Envoy route names and errors.
+    pub name: String,
+    pub matched: Match,
+    pub backends: Vec<Backend>,
+    pub request_headers: HeaderModifier,
+}
+
+/// Routes of one parent Service, most specific first. An empty list means no route is attached:
+/// traffic goes to the Service itself, as without a mesh route.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ServiceRoutes {
+    pub service: String,
+    pub namespace: String,
+    /// `None`: every port of the Service.
+    pub port: Option<u16>,
+    pub entries: Vec<RouteEntry>,
+}

@@ -1,0 +1,1095 @@
+//! Gateway API routes: loading and validating the demos' files, refusing bad objects with
+//! one-line errors, and flattening routes in Gateway API precedence order.
+
+use std::path::{Path, PathBuf};
+
+use mesh::gateway::{self, GatewayError, RouteObject, Violation, Warning};
+use mesh::model::{
+    Backend, HeaderMatch, HeaderModifier, Match, RouteEntry, RouteKind, Service, ServiceRoutes,
+    StringMatch,
+};
+
+const PORT: u16 = 50051;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn gateway_file(name: &str) -> PathBuf {
+    repo().join("gateway").join(name)
+}
+
+fn service(name: &str) -> Service {
+    Service {
+        name: name.to_owned(),
+        namespace: "default".to_owned(),
+        port: PORT,
+        endpoints: Vec::new(),
+    }
+}
+
+/// The Services of the demos.
+fn services() -> Vec<Service> {
+    ["server", "server-v1", "server-v2"]
+        .into_iter()
+        .map(service)
+        .collect()
+}
+
+fn backend(name: &str, weight: u32) -> Backend {
+    Backend {
+        service: name.to_owned(),
+        namespace: "default".to_owned(),
+        port: Some(PORT),
+        weight,
+    }
+}
+
+fn exact(value: &str) -> StringMatch {
+    StringMatch::Exact(value.to_owned())
+}
+
+fn regex(value: &str) -> StringMatch {
+    StringMatch::Regex(value.to_owned())
+}
+
+/// A GRPCRoute attached to the Service `server`; `rules` is YAML at the indentation of a list
+/// under `rules:` (flow style keeps it short).
+fn grpc_route(name: &str, extra_metadata: &str, rules: &str) -> String {
+    format!(
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: GRPCRoute\nmetadata:\n  name: {name}\n{extra_metadata}spec:\n  parentRefs:\n  - {{group: \"\", kind: Service, name: server}}\n  rules:\n{rules}"
+    )
+}
+
+fn http_route(name: &str, rules: &str) -> String {
+    format!(
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata:\n  name: {name}\nspec:\n  parentRefs:\n  - {{group: \"\", kind: Service, name: server}}\n  rules:\n{rules}"
+    )
+}
+
+fn canary(rules: &str) -> String {
+    grpc_route("canary", "", rules)
+}
+
+/// The error `parse` gives, as displayed; it must be one line.
+fn error_of(yaml: &str) -> String {
+    let error = gateway::parse(yaml, "test.yaml").expect_err("the objects should be refused");
+    let text = error.to_string();
+    assert!(!text.contains('\n'), "not one line: {text}");
+    text
+}
+
+fn parse_ok(yaml: &str) -> Vec<RouteObject> {
+    gateway::parse(yaml, "test.yaml").unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The entries for the Service `server` on every port, and the warnings.
+fn entries_of(objects: &[RouteObject]) -> (Vec<RouteEntry>, Vec<Warning>) {
+    let (table, warnings) = gateway::route_table(objects, &services());
+    assert_eq!(table.len(), 1, "{table:#?}");
+    assert_eq!(
+        (
+            table[0].service.as_str(),
+            table[0].namespace.as_str(),
+            table[0].port
+        ),
+        ("server", "default", None)
+    );
+    (table.into_iter().next().unwrap().entries, warnings)
+}
+
+fn names(entries: &[RouteEntry]) -> Vec<&str> {
+    entries.iter().map(|e| e.name.as_str()).collect()
+}
+
+// ---- the demos' files ----
+
+#[test]
+fn the_httproute_file_loads_into_one_catch_all_entry_at_100_to_0() {
+    let objects = gateway::load(&gateway_file("httproute.yaml")).unwrap();
+    assert_eq!(objects.len(), 1);
+    assert_eq!(objects[0].kind(), "HTTPRoute");
+    assert_eq!(objects[0].namespace(), "default");
+    assert_eq!(objects[0].name(), "server");
+
+    let (entries, warnings) = entries_of(&objects);
+    assert_eq!(warnings, []);
+    assert_eq!(
+        entries,
+        [RouteEntry {
+            kind: RouteKind::Http,
+            name: "HTTPRoute default/server rule 0 match 0".to_owned(),
+            matched: Match {
+                path: Some(StringMatch::PathPrefix("/".to_owned())),
+                method: None,
+                headers: Vec::new(),
+            },
+            backends: vec![backend("server-v1", 100), backend("server-v2", 0)],
+            request_headers: HeaderModifier::default(),
+        }]
+    );
+}
+
+#[test]
+fn the_grpcroute_file_puts_the_canary_header_before_each_method_and_longer_methods_first() {
+    let objects = gateway::load(&gateway_file("grpcroute.yaml")).unwrap();
+    assert_eq!(objects.len(), 1);
+    assert_eq!(objects[0].kind(), "GRPCRoute");
+
+    let (entries, warnings) = entries_of(&objects);
+    assert_eq!(warnings, []);
+    let canary = vec![HeaderMatch {
+        name: "x-canary".to_owned(),
+        value: exact("true"),
+    }];
+    let entry = |rule: usize, matched: usize, path: &str, headers: &Vec<HeaderMatch>, to: &str| {
+        RouteEntry {
+            kind: RouteKind::Grpc,
+            name: format!("GRPCRoute default/server rule {rule} match {matched}"),
+            matched: Match {
+                path: Some(exact(path)),
+                method: None,
+                headers: headers.clone(),
+            },
+            backends: vec![backend(to, 1)],
+            request_headers: HeaderModifier::default(),
+        }
+    };
+    assert_eq!(
+        entries,
+        [
+            entry(
+                0,
+                1,
+                "/hello.v1.Greeter/SayHelloAgain",
+                &canary,
+                "server-v2"
+            ),
+            entry(
+                1,
+                0,
+                "/hello.v1.Greeter/SayHelloAgain",
+                &vec![],
+                "server-v2"
+            ),
+            entry(0, 0, "/hello.v1.Greeter/SayHello", &canary, "server-v2"),
+            RouteEntry {
+                backends: vec![backend("server-v1", 1), backend("server-v2", 0)],
+                ..entry(2, 0, "/hello.v1.Greeter/SayHello", &vec![], "server-v1")
+            },
+        ]
+    );
+}
+
+#[test]
+fn loading_the_gateway_directory_keeps_the_grpcroute_where_both_kinds_attach_to_one_service() {
+    let objects = gateway::load(&repo().join("gateway")).unwrap();
+    // Sorted by file name: grpcroute.yaml, then httproute.yaml.
+    let kinds: Vec<_> = objects.iter().map(RouteObject::kind).collect();
+    assert_eq!(kinds, ["GRPCRoute", "HTTPRoute"]);
+
+    let (entries, warnings) = entries_of(&objects);
+    assert!(entries.iter().all(|e| e.kind == RouteKind::Grpc));
+    assert_eq!(entries.len(), 4);
+    assert_eq!(
+        warnings,
+        [Warning(
+            "HTTPRoute default/server: ignored on Service default/server: a GRPCRoute is attached to the same Service and port, and GRPCRoute takes precedence over HTTPRoute (GAMMA route type conflict)".to_owned()
+        )]
+    );
+}
+
+// ---- refusals, one line each ----
+
+#[test]
+fn malformed_yaml_is_refused_naming_the_file_and_document() {
+    let yaml = format!(
+        "{}\n---\nkind: GRPCRoute\nmetadata: [unclosed\n",
+        canary("  - backendRefs: [{name: server-v1, port: 50051}]\n")
+    );
+    let error = gateway::parse(&yaml, "gateway/bad.yaml").unwrap_err();
+    assert!(matches!(
+        error,
+        GatewayError::MalformedYaml { document: 2, .. }
+    ));
+    let text = error.to_string();
+    assert!(
+        text.starts_with("gateway/bad.yaml: document 2: malformed yaml: "),
+        "{text}"
+    );
+    assert!(!text.contains('\n'));
+}
+
+#[test]
+fn an_unknown_kind_is_refused() {
+    let yaml = "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: a}\n";
+    let error = gateway::parse(yaml, "gateway/x.yaml").unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        r#"gateway/x.yaml: document 1: unknown kind "Ingress" (expected HTTPRoute or GRPCRoute)"#
+    );
+}
+
+#[test]
+fn a_document_without_kind_is_refused() {
+    assert_eq!(
+        error_of("apiVersion: gateway.networking.k8s.io/v1\nmetadata: {name: a}\n"),
+        "test.yaml: document 1: missing kind (expected HTTPRoute or GRPCRoute)"
+    );
+}
+
+#[test]
+fn a_document_that_is_not_a_mapping_is_refused() {
+    assert_eq!(
+        error_of("- just\n- a list\n"),
+        "test.yaml: document 1: not a Kubernetes object (expected a mapping with apiVersion and kind)"
+    );
+}
+
+#[test]
+fn an_unknown_api_version_is_refused() {
+    let yaml = canary("  - backendRefs: [{name: server-v1, port: 50051}]\n").replace(
+        "gateway.networking.k8s.io/v1",
+        "gateway.networking.k8s.io/v2",
+    );
+    assert_eq!(
+        error_of(&yaml),
+        r#"test.yaml: document 1: GRPCRoute: unknown apiVersion "gateway.networking.k8s.io/v2" (expected gateway.networking.k8s.io/v1 or v1alpha2)"#
+    );
+    let yaml = "kind: HTTPRoute\nmetadata: {name: a}\nspec: {}\n";
+    assert_eq!(
+        error_of(yaml),
+        "test.yaml: document 1: HTTPRoute: missing apiVersion (expected gateway.networking.k8s.io/v1 or v1beta1)"
+    );
+}
+
+#[test]
+fn the_former_grpcroute_version_is_accepted() {
+    let yaml = canary("  - backendRefs: [{name: server-v1, port: 50051}]\n").replace(
+        "gateway.networking.k8s.io/v1",
+        "gateway.networking.k8s.io/v1alpha2",
+    );
+    assert_eq!(parse_ok(&yaml).len(), 1);
+}
+
+#[test]
+fn a_route_without_name_is_refused() {
+    let yaml = "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {namespace: default}\nspec:\n  parentRefs: [{group: \"\", kind: Service, name: server}]\n";
+    assert_eq!(
+        error_of(yaml),
+        "test.yaml: document 1: HTTPRoute: metadata.name: is required"
+    );
+}
+
+#[test]
+fn a_route_without_parent_refs_is_refused_saying_only_mesh_attachment_is_supported() {
+    let yaml = "apiVersion: gateway.networking.k8s.io/v1\nkind: GRPCRoute\nmetadata: {name: canary}\nspec:\n  rules: [{backendRefs: [{name: server-v1, port: 50051}]}]\n";
+    assert_eq!(
+        error_of(yaml),
+        "GRPCRoute default/canary: spec.parentRefs: needs at least one parentRef to a Service: this harness supports only mesh (GAMMA) attachment"
+    );
+}
+
+#[test]
+fn a_parent_ref_to_a_gateway_is_refused() {
+    let yaml = canary("  - backendRefs: [{name: server-v1, port: 50051}]\n").replace(
+        "{group: \"\", kind: Service, name: server}",
+        "{name: my-gateway}",
+    );
+    assert_eq!(
+        error_of(&yaml),
+        r#"GRPCRoute default/canary: spec.parentRefs[0]: refers to a Gateway (group "gateway.networking.k8s.io"): only a Service (group "", kind Service) can be a parent, as this harness supports only mesh (GAMMA) attachment"#
+    );
+}
+
+#[test]
+fn a_parent_ref_to_a_service_without_the_core_group_is_refused() {
+    // Without `group: ""` the CRD's default group applies, which has no Service.
+    let yaml = canary("  - backendRefs: [{name: server-v1, port: 50051}]\n").replace(
+        "{group: \"\", kind: Service, name: server}",
+        "{kind: Service, name: server}",
+    );
+    assert_eq!(
+        error_of(&yaml),
+        r#"GRPCRoute default/canary: spec.parentRefs[0]: refers to a Service (group "gateway.networking.k8s.io"): only a Service (group "", kind Service) can be a parent, as this harness supports only mesh (GAMMA) attachment"#
+    );
+}
+
+#[test]
+fn a_method_match_without_service_or_method_is_refused() {
+    let yaml = canary(
+        "  - matches: [{headers: [{name: a, value: b}]}, {method: {type: Exact}}]\n    backendRefs: [{name: server-v1, port: 50051}]\n",
+    );
+    assert_eq!(
+        error_of(&yaml),
+        "GRPCRoute default/canary: spec.rules[0].matches[1].method: needs a service or a method"
+    );
+}
+
+#[test]
+fn an_exact_method_match_with_pattern_characters_is_refused() {
+    let yaml = canary(
+        "  - matches: [{method: {service: hello.v1.Greeter, method: 'Say.*'}}]\n    backendRefs: [{name: server-v1, port: 50051}]\n",
+    );
+    assert_eq!(
+        error_of(&yaml),
+        r#"GRPCRoute default/canary: spec.rules[0].matches[0].method.method: "Say.*" is not a valid gRPC method name for an Exact match (use type RegularExpression for patterns)"#
+    );
+}
+
+#[test]
+fn invalid_regular_expressions_are_refused_in_methods_headers_and_paths() {
+    let yaml = canary(
+        "  - matches: [{method: {type: RegularExpression, service: 'hello(', method: Say}}]\n    backendRefs: [{name: server-v1, port: 50051}]\n",
+    );
+    assert_eq!(
+        error_of(&yaml),
+        r#"GRPCRoute default/canary: spec.rules[0].matches[0].method.service: invalid regular expression "hello(": unclosed group"#
+    );
+
+    let yaml = canary(
+        "  - matches: [{headers: [{type: RegularExpression, name: x-team, value: '[a-'}]}]\n    backendRefs: [{name: server-v1, port: 50051}]\n",
+    );
+    assert_eq!(
+        error_of(&yaml),
+        r#"GRPCRoute default/canary: spec.rules[0].matches[0].headers[0].value: invalid regular expression "[a-": unclosed character class"#
+    );
+
+    let yaml = http_route(
+        "a",
+        "  - matches: [{path: {type: RegularExpression, value: '/x{2'}}]\n    backendRefs: [{name: server-v1, port: 50051}]\n",
+    );
+    let text = error_of(&yaml);
+    assert!(
+        text.starts_with(
+            r#"HTTPRoute default/a: spec.rules[0].matches[0].path.value: invalid regular expression "/x{2": "#
+        ),
+        "{text}"
+    );
+}
+
+#[test]
+fn weights_outside_0_to_1000000_are_refused() {
+    let yaml = canary("  - backendRefs: [{name: server-v1, port: 50051, weight: -1}]\n");
+    assert_eq!(
+        error_of(&yaml),
+        "GRPCRoute default/canary: spec.rules[0].backendRefs[0].weight: -1 is out of range (0 to 1000000)"
+    );
+    let yaml = canary(
+        "  - backendRefs: [{name: server-v1, port: 50051}, {name: server-v2, port: 50051, weight: 1000001}]\n",
+    );
+    assert_eq!(
+        error_of(&yaml),
+        "GRPCRoute default/canary: spec.rules[0].backendRefs[1].weight: 1000001 is out of range (0 to 1000000)"
+    );
+}
+
+#[test]
+fn a_weight_of_the_wrong_type_is_refused_with_its_path() {
+    let yaml = canary("  - backendRefs: [{name: server-v1, port: 50051, weight: heavy}]\n");
+    assert_eq!(
+        error_of(&yaml),
+        r#"test.yaml: document 1: GRPCRoute default/canary: spec.rules[0].backendRefs[0].weight: invalid type: string "heavy", expected i32"#
+    );
+}
+
+#[test]
+fn a_misspelled_field_is_refused_rather_than_ignored() {
+    let yaml = canary(
+        "  - match: [{method: {service: hello.v1.Greeter}}]\n    backendRefs: [{name: server-v1, port: 50051}]\n",
+    );
+    assert_eq!(
+        error_of(&yaml),
+        "test.yaml: document 1: GRPCRoute default/canary: spec.rules[0].match: unknown field"
+    );
+}
+
+#[test]
+fn the_same_route_twice_in_one_file_is_refused() {
+    let one = canary("  - backendRefs: [{name: server-v1, port: 50051}]\n");
+    let yaml = format!("{one}---\n{one}");
+    assert_eq!(
+        error_of(&yaml),
+        "GRPCRoute default/canary: defined twice (test.yaml documents 1 and 2)"
+    );
+}
+
+#[test]
+fn routes_of_different_kinds_may_share_a_name() {
+    let yaml = format!(
+        "{}---\n{}",
+        grpc_route(
+            "a",
+            "",
+            "  - backendRefs: [{name: server-v1, port: 50051}]\n"
+        ),
+        http_route("a", "  - backendRefs: [{name: server-v1, port: 50051}]\n")
+    );
+    assert_eq!(parse_ok(&yaml).len(), 2);
+}
+
+#[test]
+fn a_directory_load_detects_a_duplicate_across_files() {
+    let dir = std::env::temp_dir().join(format!("gateway-duplicate-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let route = http_route("a", "  - backendRefs: [{name: server-v1, port: 50051}]\n");
+    std::fs::write(dir.join("a.yaml"), &route).unwrap();
+    std::fs::write(dir.join("b.yml"), &route).unwrap();
+    std::fs::write(dir.join("notes.txt"), "not yaml: [").unwrap();
+    let error = gateway::load(&dir).unwrap_err();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "HTTPRoute default/a: defined twice ({}, {})",
+            dir.join("a.yaml").display(),
+            dir.join("b.yml").display()
+        )
+    );
+}
+
+#[test]
+fn loading_a_missing_file_names_it() {
+    let path = repo().join("gateway").join("missing.yaml");
+    let error = gateway::load(&path).unwrap_err();
+    assert!(matches!(error, GatewayError::Read { .. }));
+    assert!(
+        error
+            .to_string()
+            .starts_with(&format!("{}: cannot read: ", path.display())),
+        "{error}"
+    );
+}
+
+#[test]
+fn validate_detects_a_duplicate_among_objects_built_in_code() {
+    let objects = gateway::load(&gateway_file("grpcroute.yaml")).unwrap();
+    let twice = [objects[0].clone(), objects[0].clone()];
+    assert_eq!(
+        gateway::validate(&twice).unwrap_err().to_string(),
+        "GRPCRoute default/server: defined twice (objects 1 and 2 of the list)"
+    );
+}
+
+#[test]
+fn more_than_16_rules_are_refused() {
+    let rules = "  - backendRefs: [{name: server-v1, port: 50051}]\n".repeat(17);
+    assert_eq!(
+        error_of(&canary(&rules)),
+        "GRPCRoute default/canary: spec.rules: has 17 items, more than the 16 allowed"
+    );
+}
+
+#[test]
+fn more_than_64_matches_in_a_rule_are_refused() {
+    let matches = vec!["{method: {service: a}}"; 65].join(", ");
+    let rules =
+        format!("  - matches: [{matches}]\n    backendRefs: [{{name: server-v1, port: 50051}}]\n");
+    assert_eq!(
+        error_of(&canary(&rules)),
+        "GRPCRoute default/canary: spec.rules[0].matches: has 65 items, more than the 64 allowed"
+    );
+}
+
+#[test]
+fn more_than_128_matches_over_all_rules_are_refused() {
+    let matches = vec!["{method: {service: a}}"; 43].join(", ");
+    let rule =
+        format!("  - matches: [{matches}]\n    backendRefs: [{{name: server-v1, port: 50051}}]\n");
+    assert_eq!(
+        error_of(&canary(&rule.repeat(3))),
+        "GRPCRoute default/canary: spec.rules: has 129 matches over all rules, more than the 128 allowed"
+    );
+}
+
+#[test]
+fn a_header_name_that_is_not_an_http_token_is_refused() {
+    let yaml = canary(
+        "  - matches: [{headers: [{name: 'x canary', value: 'true'}]}]\n    backendRefs: [{name: server-v1, port: 50051}]\n",
+    );
+    assert_eq!(
+        error_of(&yaml),
+        r#"GRPCRoute default/canary: spec.rules[0].matches[0].headers[0].name: "x canary" is not a valid HTTP header name"#
+    );
+    let yaml = canary(
+        "  - filters: [{type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: 'x:y', value: '1'}]}}]\n    backendRefs: [{name: server-v1, port: 50051}]\n",
+    );
+    assert_eq!(
+        error_of(&yaml),
+        r#"GRPCRoute default/canary: spec.rules[0].filters[0].requestHeaderModifier.set[0].name: "x:y" is not a valid HTTP header name"#
+    );
+}
+
+#[test]
+fn filters_other_than_request_header_modifier_are_refused_by_type() {
+    let yaml = canary(
+        "  - filters: [{type: RequestMirror, requestMirror: {backendRef: {name: server-v2, port: 50051}}}]\n    backendRefs: [{name: server-v1, port: 50051}]\n",
+    );
+    assert_eq!(
+        error_of(&yaml),
+        "GRPCRoute default/canary: spec.rules[0].filters[0]: filter type RequestMirror is not supported (only RequestHeaderModifier)"
+    );
+    let yaml = http_route(
+        "a",
+        "  - filters: [{type: URLRewrite, urlRewrite: {hostname: example.com}}]\n    backendRefs: [{name: server-v1, port: 50051}]\n",
+    );
+    assert_eq!(
+        error_of(&yaml),
+        "HTTPRoute default/a: spec.rules[0].filters[0]: filter type URLRewrite is not supported (only RequestHeaderModifier)"
+    );
+}
+
+#[test]
+fn a_backend_ref_without_port_is_refused_as_the_crd_does() {
+    let yaml = canary("  - backendRefs: [{name: server-v1}]\n");
+    assert_eq!(
+        error_of(&yaml),
+        "GRPCRoute default/canary: spec.rules[0].backendRefs[0].port: is required"
+    );
+}
+
+#[test]
+fn features_the_twin_cannot_route_on_are_refused() {
+    let yaml = http_route(
+        "a",
+        "  - matches: [{queryParams: [{name: v, value: '2'}]}]\n    backendRefs: [{name: server-v1, port: 50051}]\n",
+    );
+    assert_eq!(
+        error_of(&yaml),
+        "HTTPRoute default/a: spec.rules[0].matches[0].queryParams: query parameter matches are not supported (the twin routes on path, method and headers)"
+    );
+    let yaml = canary("  - backendRefs: [{name: server-v1, port: 50051}]\n")
+        .replace("name: server}", "name: server, sectionName: grpc}");
+    assert_eq!(
+        error_of(&yaml),
+        "GRPCRoute default/canary: spec.parentRefs[0].sectionName: sectionName (a Service port name) is not supported: use port"
+    );
+}
+
+#[test]
+fn an_http_path_the_crd_refuses_is_refused() {
+    let yaml = http_route(
+        "a",
+        "  - matches: [{path: {type: PathPrefix, value: hello}}]\n    backendRefs: [{name: server-v1, port: 50051}]\n",
+    );
+    assert_eq!(
+        error_of(&yaml),
+        r#"HTTPRoute default/a: spec.rules[0].matches[0].path.value: "hello" must start with '/'"#
+    );
+}
+
+#[test]
+fn all_errors_name_the_violation_as_a_typed_value() {
+    let yaml = canary("  - backendRefs: [{name: server-v1, port: 50051, weight: -1}]\n");
+    match gateway::parse(&yaml, "test.yaml").unwrap_err() {
+        GatewayError::Invalid {
+            object,
+            field,
+            violation,
+        } => {
+            assert_eq!(object, "GRPCRoute default/canary");
+            assert_eq!(field, "spec.rules[0].backendRefs[0].weight");
+            assert_eq!(
+                violation,
+                Violation::OutOfRange {
+                    value: -1,
+                    min: 0,
+                    max: 1_000_000
+                }
+            );
+        }
+        other => panic!("unexpected error: {other}"),
+    }
+}
+
+// ---- matches ----
+
+#[test]
+fn grpc_method_matches_become_paths() {
+    let yaml = canary(concat!(
+        "  - matches:\n",
+        "    - method: {service: hello.v1.Greeter}\n",
+        "    - method: {method: SayHello}\n",
+        "    - method: {type: RegularExpression, service: 'hello\\.v[0-9]+\\.Greeter'}\n",
+        "    - method: {type: RegularExpression, service: hello.v1.Greeter, method: 'Say.*'}\n",
+        "    - headers: [{name: X-Team, value: a}, {type: RegularExpression, name: x-id, value: '[0-9]+'}]\n",
+        "    backendRefs: [{name: server-v1, port: 50051}]\n",
+    ));
+    let (entries, _) = entries_of(&parse_ok(&yaml));
+    let path_of = |name: &str| {
+        entries
+            .iter()
+            .find(|e| e.name == format!("GRPCRoute default/canary rule 0 match {name}"))
+            .unwrap()
+            .matched
+            .clone()
+    };
+    assert_eq!(path_of("0").path, Some(regex(r"/hello\.v1\.Greeter/[^/]+")));
+    assert_eq!(path_of("1").path, Some(regex("/[^/]+/SayHello")));
+    assert_eq!(
+        path_of("2").path,
+        Some(regex(r"/(?:hello\.v[0-9]+\.Greeter)/(?:[^/]+)"))
+    );
+    assert_eq!(
+        path_of("3").path,
+        Some(regex("/(?:hello.v1.Greeter)/(?:Say.*)"))
+    );
+    let headers = path_of("4");
+    assert_eq!(headers.path, None);
+    assert_eq!(
+        headers.headers,
+        [
+            HeaderMatch {
+                name: "x-team".to_owned(),
+                value: exact("a")
+            },
+            HeaderMatch {
+                name: "x-id".to_owned(),
+                value: regex("[0-9]+")
+            },
+        ]
+    );
+}
+
+#[test]
+fn a_grpc_rule_without_matches_matches_every_call() {
+    let yaml = canary("  - backendRefs: [{name: server-v1, port: 50051}]\n");
+    let (entries, _) = entries_of(&parse_ok(&yaml));
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].matched, Match::default());
+}
+
+#[test]
+fn http_matches_keep_path_method_and_headers() {
+    let yaml = http_route(
+        "a",
+        "  - matches: [{path: {type: Exact, value: /hello.v1.Greeter/SayHello}, method: POST, headers: [{name: X-Canary, value: 'true'}]}]\n    backendRefs: [{name: server-v1, port: 50051}]\n",
+    );
+    let (entries, _) = entries_of(&parse_ok(&yaml));
+    assert_eq!(
+        entries[0].matched,
+        Match {
+            path: Some(exact("/hello.v1.Greeter/SayHello")),
+            method: Some("POST".to_owned()),
+            headers: vec![HeaderMatch {
+                name: "x-canary".to_owned(),
+                value: exact("true")
+            }],
+        }
+    );
+}
+
+#[test]
+fn a_request_header_modifier_becomes_the_entry_header_changes() {
+    let yaml = canary(
+        "  - filters: [{type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: X-Route, value: canary}], add: [{name: x-hop, value: mesh}], remove: [X-Debug]}}]\n    backendRefs: [{name: server-v1, port: 50051}]\n",
+    );
+    let (entries, _) = entries_of(&parse_ok(&yaml));
+    assert_eq!(
+        entries[0].request_headers,
+        HeaderModifier {
+            set: vec![("x-route".to_owned(), "canary".to_owned())],
+            add: vec![("x-hop".to_owned(), "mesh".to_owned())],
+            remove: vec!["x-debug".to_owned()],
+        }
+    );
+}
+
+// ---- precedence ----
+
+#[test]
+fn an_exact_method_match_comes_before_a_service_only_match() {
+    let yaml = canary(concat!(
+        "  - matches: [{method: {service: hello.v1.Greeter}}]\n",
+        "    backendRefs: [{name: server-v1, port: 50051}]\n",
+        "  - matches: [{method: {method: SayHello}}]\n",
+        "    backendRefs: [{name: server-v1, port: 50051}]\n",
+        "  - matches: [{method: {service: hello.v1.Greeter, method: SayHello}}]\n",
+        "    backendRefs: [{name: server-v2, port: 50051}]\n",
+        "  - backendRefs: [{name: server-v1, port: 50051}]\n",
+    ));
+    let (entries, _) = entries_of(&parse_ok(&yaml));
+    assert_eq!(
+        names(&entries),
+        [
+            "GRPCRoute default/canary rule 2 match 0",
+            "GRPCRoute default/canary rule 0 match 0",
+            "GRPCRoute default/canary rule 1 match 0",
+            "GRPCRoute default/canary rule 3 match 0",
+        ]
+    );
+}
+
+#[test]
+fn more_header_matches_come_first() {
+    let yaml = canary(concat!(
+        "  - matches: [{headers: [{name: a, value: '1'}]}]\n",
+        "    backendRefs: [{name: server-v1, port: 50051}]\n",
+        "  - matches: [{headers: [{name: a, value: '1'}, {name: b, value: '2'}]}]\n",
+        "    backendRefs: [{name: server-v2, port: 50051}]\n",
+    ));
+    let (entries, _) = entries_of(&parse_ok(&yaml));
+    assert_eq!(
+        names(&entries),
+        [
+            "GRPCRoute default/canary rule 1 match 0",
+            "GRPCRoute default/canary rule 0 match 0",
+        ]
+    );
+}
+
+#[test]
+fn an_older_route_comes_before_a_newer_one_and_one_without_timestamp_comes_last() {
+    let rule = "  - matches: [{method: {service: hello.v1.Greeter}}]\n    backendRefs: [{name: server-v1, port: 50051}]\n";
+    let yaml = [
+        grpc_route("a-unstamped", "", rule),
+        grpc_route("b-new", "  creationTimestamp: 2025-06-01T00:00:00Z\n", rule),
+        grpc_route("c-old", "  creationTimestamp: 2024-01-01T00:00:00Z\n", rule),
+    ]
+    .join("---\n");
+    let (entries, _) = entries_of(&parse_ok(&yaml));
+    assert_eq!(
+        names(&entries),
+        [
+            "GRPCRoute default/c-old rule 0 match 0",
+            "GRPCRoute default/b-new rule 0 match 0",
+            "GRPCRoute default/a-unstamped rule 0 match 0",
+        ]
+    );
+}
+
+#[test]
+fn routes_of_the_same_age_are_ordered_by_namespace_and_name_then_rule_and_match() {
+    let rule = "  - matches: [{method: {service: a.B}}, {method: {service: c.D}}]\n    backendRefs: [{name: server-v1, port: 50051}]\n";
+    let yaml = [
+        grpc_route("zeta", "", rule),
+        grpc_route("alpha", "", &rule.repeat(2)),
+    ]
+    .join("---\n");
+    let (entries, _) = entries_of(&parse_ok(&yaml));
+    assert_eq!(
+        names(&entries),
+        [
+            "GRPCRoute default/alpha rule 0 match 0",
+            "GRPCRoute default/alpha rule 0 match 1",
+            "GRPCRoute default/alpha rule 1 match 0",
+            "GRPCRoute default/alpha rule 1 match 1",
+            "GRPCRoute default/zeta rule 0 match 0",
+            "GRPCRoute default/zeta rule 0 match 1",
+        ]
+    );
+}
+
+#[test]
+fn http_precedence_is_exact_path_then_regex_then_longer_prefix_then_method_then_headers() {
+    let yaml = http_route(
+        "a",
+        concat!(
+            "  - matches:\n",
+            "    - path: {value: /}\n",
+            "    - path: {value: /hello.v1.Greeter}\n",
+            "    - path: {value: /hello.v1.Greeter}\n",
+            "      method: POST\n",
+            "    - path: {value: /hello.v1.Greeter}\n",
+            "      headers: [{name: a, value: b}]\n",
+            "    - path: {type: RegularExpression, value: '/hello\\..*'}\n",
+            "    - path: {type: Exact, value: /hello.v1.Greeter/SayHello}\n",
+            "    backendRefs: [{name: server-v1, port: 50051}]\n",
+        ),
+    );
+    let (entries, _) = entries_of(&parse_ok(&yaml));
+    let order: Vec<_> = names(&entries)
+        .iter()
+        .map(|n| n.rsplit(' ').next().unwrap().parse::<usize>().unwrap())
+        .collect();
+    assert_eq!(order, [5, 4, 2, 3, 1, 0]);
+}
+
+// ---- backends and weights ----
+
+#[test]
+fn weights_default_to_1_and_namespaces_to_the_route() {
+    let yaml = canary(
+        "  - backendRefs: [{name: server-v1, port: 50051}, {name: server-v2, namespace: other, port: 8080, weight: 3}]\n",
+    );
+    let (entries, _) = entries_of(&parse_ok(&yaml));
+    assert_eq!(
+        entries[0].backends,
+        [
+            backend("server-v1", 1),
+            Backend {
+                service: "server-v2".to_owned(),
+                namespace: "other".to_owned(),
+                port: Some(8080),
+                weight: 3,
+            },
+        ]
+    );
+}
+
+#[test]
+fn set_weights_steps_the_demo_split_and_refuses_unknown_backends() {
+    let mut objects = gateway::load(&gateway_file("httproute.yaml")).unwrap();
+    gateway::set_weights(&mut objects[0], &[("server-v1", 90), ("server-v2", 10)]).unwrap();
+    let (entries, _) = entries_of(&objects);
+    assert_eq!(
+        entries[0].backends,
+        [backend("server-v1", 90), backend("server-v2", 10)]
+    );
+    gateway::validate(&objects).unwrap();
+
+    let before = objects[0].clone();
+    let error =
+        gateway::set_weights(&mut objects[0], &[("server-v1", 50), ("server-v3", 50)]).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        r#"HTTPRoute default/server: no backendRef named "server-v3" in any rule"#
+    );
+    assert_eq!(objects[0], before, "a refused call changes nothing");
+
+    let error = gateway::set_weights(&mut objects[0], &[("server-v1", 1_000_001)]).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "HTTPRoute default/server: backendRef server-v1 weight: 1000001 is out of range (0 to 1000000)"
+    );
+}
+
+#[test]
+fn set_weights_applies_to_every_rule_of_a_grpcroute() {
+    let mut objects = gateway::load(&gateway_file("grpcroute.yaml")).unwrap();
+    gateway::set_weights(&mut objects[0], &[("server-v2", 7)]).unwrap();
+    let (entries, _) = entries_of(&objects);
+    for entry in entries {
+        let expected = if entry.backends[0].service == "server-v2" {
+            7
+        } else {
+            1
+        };
+        assert_eq!(entry.backends[0].weight, expected, "{}", entry.name);
+    }
+}
+
+#[test]
+fn a_rule_without_backends_or_with_all_weights_0_keeps_them_and_warns() {
+    let yaml = canary(concat!(
+        "  - matches: [{method: {service: a}}]\n",
+        "  - backendRefs: [{name: server-v1, port: 50051, weight: 0}]\n",
+    ));
+    let (entries, warnings) = entries_of(&parse_ok(&yaml));
+    assert_eq!(entries[0].backends, []);
+    assert_eq!(entries[1].backends, [backend("server-v1", 0)]);
+    assert_eq!(
+        warnings,
+        [
+            Warning("GRPCRoute default/canary: rule 0 has no backendRef with a weight above 0: all its traffic will get UNAVAILABLE".to_owned()),
+            Warning("GRPCRoute default/canary: rule 1 has no backendRef with a weight above 0: all its traffic will get UNAVAILABLE".to_owned()),
+        ]
+    );
+}
+
+#[test]
+fn unknown_backends_and_wrong_ports_give_warnings_with_their_share() {
+    let yaml = http_route(
+        "canary",
+        "  - backendRefs: [{name: server-v1, port: 50051, weight: 90}, {name: server-v2, port: 8080, weight: 5}, {name: server-v3, port: 50051, weight: 5}]\n",
+    );
+    let (_, warnings) = entries_of(&parse_ok(&yaml));
+    assert_eq!(
+        warnings,
+        [
+            Warning("HTTPRoute default/canary: backendRef server-v2 port 8080 is not the Service's port (50051): its share (5%) of traffic will get HTTP 500".to_owned()),
+            Warning("HTTPRoute default/canary: backendRef server-v3 does not exist: its share (5%) of traffic will get HTTP 500".to_owned()),
+        ]
+    );
+    let yaml = canary(
+        "  - backendRefs: [{name: server-v1, port: 50051}, {name: server-v3, port: 50051, weight: 2}]\n",
+    );
+    let (_, warnings) = entries_of(&parse_ok(&yaml));
+    assert_eq!(
+        warnings,
+        [Warning("GRPCRoute default/canary: backendRef server-v3 does not exist: its share (66.7%) of traffic will get UNAVAILABLE".to_owned())]
+    );
+}
+
+#[test]
+fn a_missing_parent_service_gives_a_warning() {
+    let yaml = canary("  - backendRefs: [{name: server-v1, port: 50051}]\n");
+    let objects = parse_ok(&yaml);
+    let (table, warnings) = gateway::route_table(&objects, &[service("server-v1")]);
+    assert_eq!(table.len(), 1);
+    assert_eq!(
+        warnings,
+        [Warning("GRPCRoute default/canary: parent Service default/server does not exist: the route applies to no traffic".to_owned())]
+    );
+}
+
+// ---- parents and ports ----
+
+#[test]
+fn a_route_on_a_port_and_a_route_on_every_port_share_the_port_entries() {
+    let every = http_route(
+        "every",
+        "  - backendRefs: [{name: server-v1, port: 50051}]\n",
+    );
+    let on_port = http_route(
+        "on-port",
+        "  - matches: [{path: {type: Exact, value: /x}}]\n    backendRefs: [{name: server-v2, port: 50051}]\n",
+    )
+    .replace("name: server}", "name: server, port: 50051}");
+    let objects = parse_ok(&format!("{every}---\n{on_port}"));
+    let (table, warnings) = gateway::route_table(&objects, &services());
+    assert_eq!(warnings, []);
+    let summary: Vec<(Option<u16>, Vec<&str>)> = table
+        .iter()
+        .map(|routes: &ServiceRoutes| (routes.port, names(&routes.entries)))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (None, vec!["HTTPRoute default/every rule 0 match 0"]),
+            (
+                Some(PORT),
+                vec![
+                    "HTTPRoute default/on-port rule 0 match 0",
+                    "HTTPRoute default/every rule 0 match 0"
+                ]
+            ),
+        ]
+    );
+}
+
+#[test]
+fn a_route_with_two_parents_gives_entries_to_both() {
+    let yaml = canary("  - backendRefs: [{name: server-v1, port: 50051}]\n").replace(
+        "  - {group: \"\", kind: Service, name: server}\n",
+        "  - {group: \"\", kind: Service, name: server}\n  - {group: \"\", kind: Service, name: server-v1}\n",
+    );
+    let (table, _) = gateway::route_table(&parse_ok(&yaml), &services());
+    let parents: Vec<_> = table.iter().map(|r| r.service.as_str()).collect();
+    assert_eq!(parents, ["server", "server-v1"]);
+}
+
+// ---- robustness ----
+
+/// A small deterministic generator (xorshift), so that failures reproduce.
+struct Noise(u64);
+
+impl Noise {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+const SPICE: &[&str] = &[
+    "-",
+    ":",
+    " ",
+    "\n",
+    "{",
+    "}",
+    "[",
+    "]",
+    "'",
+    "\"",
+    "&a",
+    "*a",
+    "!!str ",
+    "?",
+    "|",
+    ">",
+    "#",
+    "---\n",
+    "~",
+    "0",
+    "-1",
+    "99999999999",
+    "RegularExpression",
+    "(",
+    "Service",
+    "\"\"",
+    "\t",
+    "ü",
+    "\u{0}",
+];
+
+fn mutate(text: &str, noise: &mut Noise) -> String {
+    let mut out = text.to_owned();
+    for _ in 0..=noise.below(4) {
+        let mut at = noise.below(out.len() + 1);
+        while !out.is_char_boundary(at) {
+            at -= 1;
+        }
+        match noise.below(5) {
+            0 => {
+                let mut end = (at + 1 + noise.below(12)).min(out.len());
+                while !out.is_char_boundary(end) {
+                    end += 1;
+                }
+                out.replace_range(at..end, "");
+            }
+            1 | 2 => out.insert_str(at, SPICE[noise.below(SPICE.len())]),
+            3 => out.truncate(at),
+            _ => {
+                let lines: Vec<&str> = out.lines().collect();
+                if lines.len() > 1 {
+                    let (a, b) = (noise.below(lines.len()), noise.below(lines.len()));
+                    let mut lines: Vec<String> = lines.iter().map(|l| (*l).to_owned()).collect();
+                    lines.swap(a, b);
+                    out = lines.join("\n");
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn parse_never_panics_on_garbled_input_and_its_errors_stay_on_one_line() {
+    let valid = [
+        std::fs::read_to_string(gateway_file("httproute.yaml")).unwrap(),
+        std::fs::read_to_string(gateway_file("grpcroute.yaml")).unwrap(),
+        canary(concat!(
+            "  - matches: [{method: {type: RegularExpression, service: 'a.*'}, headers: [{name: a, value: b}]}]\n",
+            "    filters: [{type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: a, value: b}]}}]\n",
+            "    backendRefs: [{name: server-v1, port: 50051, weight: 3}]\n",
+        )),
+    ];
+    let mut noise = Noise(0x9e37_79b9_7f4a_7c15);
+    let (mut accepted, mut refused) = (0, 0);
+    for round in 0..3000 {
+        let text = mutate(&valid[round % valid.len()], &mut noise);
+        match gateway::parse(&text, "fuzz.yaml") {
+            Ok(objects) => {
+                accepted += 1;
+                let _ = gateway::route_table(&objects, &services());
+            }
+            Err(error) => {
+                refused += 1;
+                let line = error.to_string();
+                assert!(!line.contains('\n'), "not one line for {text:?}: {line}");
+            }
+        }
+    }
+    assert!(
+        accepted > 0 && refused > 0,
+        "{accepted} accepted, {refused} refused"
+    );
+}
+
+#[test]
+fn parse_never_panics_on_arbitrary_bytes() {
+    let mut noise = Noise(42);
+    for _ in 0..2000 {
+        let len = noise.below(200);
+        let bytes: Vec<u8> = (0..len).map(|_| noise.next() as u8).collect();
+        let text = String::from_utf8_lossy(&bytes);
+        let _ = gateway::parse(&text, "random.yaml");
+    }
+}

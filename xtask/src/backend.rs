@@ -1,0 +1,34 @@
+//! What a demo needs from where it runs. The local twin implements it today; the kind cluster
+//! implements the same vocabulary, so every scenario runs unchanged on either.
+
+use hello_apps::client::Summary;
+use tokio::sync::mpsc;
+
+use crate::scenario::{Action, Client, Mesh, Scenario};
+
+/// A running client: its JSON summaries, as they come.
+pub struct ClientStream {
+    pub summaries: mpsc::UnboundedReceiver<Summary>,
+    /// Stops the client when dropped.
+    pub _guard: Box<dyn Send>,
+}
+
+pub trait Backend {
+    /// Deploys the scenario's servers, Services and routes.
+    async fn setup(&mut self, scenario: &Scenario) -> anyhow::Result<()>;
+    /// Puts the phase's mesh (or none) between client and servers.
+    async fn set_mesh(&mut self, mesh: Mesh) -> anyhow::Result<()>;
+    /// Applies one change.
+    async fn apply(&mut self, action: &Action) -> anyhow::Result<()>;
+    /// Starts a client with this workload.
+    async fn start_client(&mut self, client: &Client, mesh: Mesh) -> anyhow::Result<ClientStream>;
+    /// The server pods that exist now.
+    fn servers(&self) -> Vec<String>;
+    /// RPCs counted by each proxy so far, where there are proxies.
+    async fn proxy_counts(&self)
+    -> anyhow::Result<Option<std::collections::BTreeMap<String, u64>>>;
+    /// Warnings the backend has for the user (unresolved backend references).
+    fn warnings(&self) -> Vec<String>;
+    /// Stops everything it started.
+    async fn teardown(self) -> anyhow::Result<()>;
+}

@@ -1,0 +1,246 @@
+//! `cargo xtask demo <scenario> --local`: runs a scenario's phases on a backend and reports each.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use anyhow::{Context, bail};
+use hello_apps::client::Summary;
+
+use crate::{
+    backend::{Backend, ClientStream},
+    local::INTERVAL_MS,
+    measure::{self, Report},
+    scenario::{Action, Client, Mesh, Phase, Scenario},
+    table,
+};
+
+/// How long a phase may wait for the client's next summary before giving up.
+const SUMMARY_DEADLINE: Duration = Duration::from_secs(15);
+
+/// How to end a phase's measurement.
+#[derive(Debug, Clone, Copy)]
+pub enum Measure {
+    /// The phase's own duration.
+    Scenario,
+    /// At least this many RPCs (`experiment --rpcs`).
+    Rpcs(u64),
+}
+
+/// Runs every phase; progress goes to stderr.
+pub async fn run<B: Backend>(
+    backend: &mut B,
+    scenario: &Scenario,
+    measure: Measure,
+    backend_name: &'static str,
+) -> anyhow::Result<Report> {
+    let total = scenario.phases.len();
+    progress(&format!(
+        "deploying {} server pod(s) for {}",
+        scenario.versions.iter().map(|(_, n)| n).sum::<u32>(),
+        scenario.name
+    ));
+    backend.setup(scenario).await?;
+    for w in backend.warnings() {
+        eprintln!("warning: {w}");
+    }
+    let mut client: Option<(Client, Mesh, ClientStream)> = None;
+    let mut weights: Option<BTreeMap<String, u32>> = None;
+    let mut phases = Vec::new();
+    for (i, phase) in scenario.phases.iter().enumerate() {
+        progress(&format!("phase {}/{total}: {}", i + 1, phase.name));
+        let restart = client
+            .as_ref()
+            .is_none_or(|(c, m, _)| c != &phase.client || !m.same_kind(phase.mesh));
+        if restart {
+            // A new client; the old one goes first, so the mesh change is not seen mid-flight.
+            client = None;
+        }
+        backend
+            .set_mesh(phase.mesh)
+            .await
+            .with_context(|| format!("phase {:?}: cannot set the mesh", phase.name))?;
+        for action in &phase.actions {
+            progress(&format!("  {}", describe(action)));
+            backend
+                .apply(action)
+                .await
+                .with_context(|| format!("phase {:?}: {}", phase.name, describe(action)))?;
+            if let Action::Weights(w) = action {
+                weights = Some(
+                    w.iter()
+                        .map(|(backend, n)| (backend.trim_start_matches("server-").to_owned(), *n))
+                        .collect(),
+                );
+            }
+        }
+        for w in backend.warnings() {
+            eprintln!("warning: {w}");
+        }
+        if client.is_none() {
+            let stream = backend.start_client(&phase.client, phase.mesh).await?;
+            client = Some((phase.client.clone(), phase.mesh, stream));
+        }
+        let (_, _, stream) = client.as_mut().expect("started above");
+        let proxies_before = backend.proxy_counts().await?;
+        let intervals = collect(stream, phase, measure, !restart).await?;
+        let proxies_after = backend.proxy_counts().await?;
+        let mut result = measure::phase(
+            phase.name,
+            phase.mesh.is_on(),
+            intervals,
+            &backend.servers(),
+        );
+        result.weights = weights.clone();
+        result.by_proxy = proxies_after.map(|after| {
+            after
+                .into_iter()
+                .map(|(k, v)| {
+                    let before = proxies_before
+                        .as_ref()
+                        .and_then(|b| b.get(&k))
+                        .copied()
+                        .unwrap_or(0);
+                    (k, v.saturating_sub(before))
+                })
+                .collect()
+        });
+        progress(&format!(
+            "  {} RPCs, {} errors, jain {:.2}",
+            result.rpcs, result.errors, result.jain
+        ));
+        phases.push(result);
+    }
+    drop(client);
+    Ok(Report {
+        scenario: scenario.name.to_owned(),
+        backend: backend_name,
+        phases,
+    })
+}
+
+/// Reads the client's summaries for one phase. A client that was already running has an interval
+/// in progress that straddles the phase's changes: it is skipped.
+async fn collect(
+    stream: &mut ClientStream,
+    phase: &Phase,
+    measure: Measure,
+    skip_first: bool,
+) -> anyhow::Result<Vec<Summary>> {
+    while stream.summaries.try_recv().is_ok() {}
+    let mut next = async || -> anyhow::Result<Summary> {
+        match tokio::time::timeout(SUMMARY_DEADLINE, stream.summaries.recv()).await {
+            Ok(Some(s)) => Ok(s),
+            Ok(None) => bail!("the client exited during phase {:?}", phase.name),
+            Err(_) => bail!(
+                "no report from the client within {}s during phase {:?}",
+                SUMMARY_DEADLINE.as_secs(),
+                phase.name
+            ),
+        }
+    };
+    if skip_first {
+        next().await?;
+    }
+    let mut out = Vec::new();
+    match measure {
+        Measure::Scenario => {
+            let n = (phase.measure.as_millis() as u64)
+                .div_ceil(INTERVAL_MS)
+                .max(1);
+            for _ in 0..n {
+                out.push(next().await?);
+            }
+        }
+        Measure::Rpcs(target) => {
+            let mut rpcs = 0;
+            while rpcs < target {
+                let s = next().await?;
+                rpcs += s.rpcs;
+                out.push(s);
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn describe(action: &Action) -> String {
+    match action {
+        Action::Scale { version, replicas } => format!("scaling server-{version} to {replicas}"),
+        Action::Weights(w) => {
+            let parts: Vec<String> = w.iter().map(|(b, n)| format!("{b}={n}")).collect();
+            format!("setting weights {}", parts.join(" "))
+        }
+        Action::ScaleProxies(n) => format!("scaling the proxies to {n}"),
+    }
+}
+
+pub fn progress(line: &str) {
+    eprintln!("==> {line}");
+}
+
+/// Prints the report: a table, or the JSON document alone.
+pub fn print(report: &Report, scenario: &Scenario, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+    } else {
+        print!("{}", table::render(report, scenario));
+    }
+    Ok(())
+}
+
+/// `cargo xtask demo <scenario>`.
+pub fn main(flags: &crate::flags::Demo) -> anyhow::Result<()> {
+    let scenario = crate::scenario::get(&flags.scenario)?;
+    if !flags.local {
+        bail!(
+            "only the local twin can run demos so far: add --local (the kind cluster backend is not built yet)"
+        );
+    }
+    let profile = if flags.debug {
+        crate::project::Profile::Debug
+    } else {
+        crate::project::Profile::Release
+    };
+    let report = run_local(&scenario, profile, Measure::Scenario, None)?;
+    print(&report, &scenario, flags.json)
+}
+
+/// Runs a scenario on the local twin, tearing everything down on success, error or Ctrl-C.
+pub fn run_local(
+    scenario: &Scenario,
+    profile: crate::project::Profile,
+    measure: Measure,
+    routes: Option<Vec<mesh::gateway::RouteObject>>,
+) -> anyhow::Result<Report> {
+    let root = crate::project::root();
+    let sh = crate::project::shell()?;
+    let apps = crate::project::build_apps(&sh, profile)?;
+    let needs_envoy = scenario.phases.iter().any(|p| p.mesh.is_on());
+    let envoy = if needs_envoy {
+        Some(mesh::envoy::find(&root, &mut |line| progress(line))?)
+    } else {
+        None
+    };
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let work_dir = root
+        .join("target/twin")
+        .join(format!("{}-{stamp}", scenario.name));
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let mut backend =
+            crate::local::Local::new(apps.server, apps.client, envoy, work_dir.clone());
+        backend.routes_override = routes;
+        let mut signals = crate::process::Signals::new()?;
+        let result = tokio::select! {
+            r = run(&mut backend, scenario, measure, "local") => r,
+            interrupted = signals.recv() => Err(anyhow::Error::new(interrupted)),
+        };
+        progress("stopping the twin");
+        backend.teardown().await?;
+        if result.is_err() {
+            eprintln!("logs of the twin's processes: {}", work_dir.display());
+        }
+        result
+    })
+}

@@ -1,0 +1,232 @@
+//! The local backend: the mesh twin (`mesh::twin`) with real processes and a real Envoy.
+
+use std::{collections::BTreeMap, path::PathBuf, process::Stdio};
+
+use anyhow::Context;
+use mesh::{
+    gateway::{self, RouteObject},
+    twin::{self, Twin, TwinSpec},
+};
+use tokio::{io::AsyncBufReadExt, sync::mpsc};
+
+use crate::{
+    backend::{Backend, ClientStream},
+    scenario::{Action, Client, Exposure, Mesh, Scenario},
+};
+
+/// How often the client reports; phases are measured in these steps.
+pub const INTERVAL_MS: u64 = 250;
+
+pub struct Local {
+    pub server_bin: PathBuf,
+    pub client_bin: PathBuf,
+    pub envoy_bin: Option<PathBuf>,
+    pub work_dir: PathBuf,
+    /// Routes from `--routes`, instead of the scenario's own file.
+    pub routes_override: Option<Vec<RouteObject>>,
+    twin: Option<Twin>,
+    routes: Vec<RouteObject>,
+}
+
+impl Local {
+    pub fn new(
+        server_bin: PathBuf,
+        client_bin: PathBuf,
+        envoy_bin: Option<PathBuf>,
+        work_dir: PathBuf,
+    ) -> Local {
+        Local {
+            server_bin,
+            client_bin,
+            envoy_bin,
+            work_dir,
+            routes_override: None,
+            twin: None,
+            routes: Vec::new(),
+        }
+    }
+
+    fn twin(&mut self) -> &mut Twin {
+        self.twin.as_mut().expect("setup runs first")
+    }
+}
+
+fn mesh_of(mesh: Mesh) -> twin::Mesh {
+    match mesh {
+        Mesh::Off => twin::Mesh::Off,
+        Mesh::Sidecar => twin::Mesh::Sidecar,
+        Mesh::StaticSidecar => twin::Mesh::StaticSidecar,
+        Mesh::Proxy(n) => twin::Mesh::Proxy(n),
+    }
+}
+
+struct KillOnDrop(tokio::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.start_kill();
+    }
+}
+
+impl Backend for Local {
+    async fn setup(&mut self, scenario: &Scenario) -> anyhow::Result<()> {
+        let spec = TwinSpec {
+            server_bin: self.server_bin.clone(),
+            envoy_bin: self.envoy_bin.clone(),
+            work_dir: self.work_dir.clone(),
+            versions: scenario
+                .versions
+                .iter()
+                .map(|(v, n)| (v.to_string(), *n))
+                .collect(),
+            server_env: scenario
+                .server_env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            mode: match scenario.exposure {
+                Exposure::ClusterIp => twin::ServiceMode::ClusterIp,
+                Exposure::Headless => twin::ServiceMode::Headless,
+            },
+        };
+        let twin = Twin::start(spec)
+            .await
+            .context("cannot start the local twin")?;
+        self.twin = Some(twin);
+        let routes = match (&self.routes_override, scenario.routes) {
+            (Some(routes), _) => routes.clone(),
+            (None, Some(file)) => {
+                gateway::load(&crate::project::root().join("gateway").join(file))?
+            }
+            (None, None) => Vec::new(),
+        };
+        if !routes.is_empty() {
+            self.routes = routes.clone();
+            self.twin().set_routes(routes).await?;
+        }
+        Ok(())
+    }
+
+    async fn set_mesh(&mut self, mesh: Mesh) -> anyhow::Result<()> {
+        let current = self.twin().mesh();
+        // Proxies are scaled by an action; the arrangement stays.
+        let same = current == mesh_of(mesh)
+            || matches!((current, mesh), (twin::Mesh::Proxy(_), Mesh::Proxy(_)));
+        if !same {
+            self.twin().set_mesh(mesh_of(mesh)).await?;
+        }
+        Ok(())
+    }
+
+    async fn apply(&mut self, action: &Action) -> anyhow::Result<()> {
+        match action {
+            Action::Scale { version, replicas } => self.twin().scale(version, *replicas).await?,
+            Action::ScaleProxies(n) => self.twin().scale_proxies(*n).await?,
+            Action::Weights(weights) => {
+                for route in &mut self.routes {
+                    gateway::set_weights(route, weights)?;
+                }
+                let routes = self.routes.clone();
+                self.twin().set_routes(routes).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn start_client(&mut self, client: &Client, mesh: Mesh) -> anyhow::Result<ClientStream> {
+        let target = self.twin().target();
+        let mut cmd = tokio::process::Command::new(&self.client_bin);
+        cmd.env_clear()
+            .env("RUST_LOG", "off")
+            .arg(&target)
+            .args([
+                "--output",
+                "json",
+                "--interval",
+                &format!("{INTERVAL_MS}ms"),
+            ])
+            .args(["--lb", client.lb, "--method", client.method])
+            .args(["--concurrency", &client.concurrency.to_string()])
+            .args([
+                "--client-id",
+                if mesh.is_on() {
+                    "client-mesh"
+                } else {
+                    "client"
+                },
+            ]);
+        for (k, v) in &client.headers {
+            cmd.arg("--header").arg(format!("{k}={v}"));
+        }
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true);
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("cannot start {}", self.client_bin.display()))?;
+        let stdout = child.stdout.take().context("the client has no stdout")?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut lines = tokio::io::BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                match serde_json::from_str(&line) {
+                    Ok(summary) => {
+                        if tx.send(summary).is_err() {
+                            break;
+                        }
+                    }
+                    Err(err) => eprintln!("warning: unreadable client line ({err}): {line}"),
+                }
+            }
+        });
+        Ok(ClientStream {
+            summaries: rx,
+            _guard: Box::new(KillOnDrop(child)),
+        })
+    }
+
+    fn servers(&self) -> Vec<String> {
+        self.twin
+            .as_ref()
+            .map(|t| t.pods().map(|p| p.name.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    async fn proxy_counts(&self) -> anyhow::Result<Option<BTreeMap<String, u64>>> {
+        let Some(twin) = &self.twin else {
+            return Ok(None);
+        };
+        let proxies = twin.proxies();
+        if proxies.is_empty() {
+            return Ok(None);
+        }
+        let mut counts = BTreeMap::new();
+        for (i, proxy) in proxies.iter().enumerate() {
+            let stats = proxy.stats().await?;
+            let rq: u64 = stats
+                .iter()
+                .filter(|(k, _)| {
+                    k.starts_with("http.proxy_") && k.ends_with(".downstream_rq_total")
+                })
+                .map(|(_, v)| v)
+                .sum();
+            counts.insert(format!("proxy-{i}"), rq);
+        }
+        Ok(Some(counts))
+    }
+
+    fn warnings(&self) -> Vec<String> {
+        self.twin
+            .as_ref()
+            .map(|t| t.warnings().iter().map(|w| w.to_string()).collect())
+            .unwrap_or_default()
+    }
+
+    async fn teardown(mut self) -> anyhow::Result<()> {
+        if let Some(twin) = self.twin.take() {
+            twin.shutdown().await;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,374 @@
+//! The demos, written once as data: what is deployed, what changes in each phase, what the client
+//! does. A backend (the local twin today, a kind cluster later) runs the very same definitions.
+
+use std::time::Duration;
+
+/// How the `server` Services are exposed when no mesh is in the way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exposure {
+    ClusterIp,
+    Headless,
+}
+
+/// What stands between the client and the servers in a phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mesh {
+    Off,
+    /// A sidecar beside the client, configured over xDS.
+    Sidecar,
+    /// A sidecar with a static configuration, restarted on every change.
+    StaticSidecar,
+    /// Envoy proxies in front of the servers.
+    Proxy(u32),
+}
+
+impl Mesh {
+    /// Whether the client's RPCs go through an Envoy.
+    pub fn is_on(self) -> bool {
+        self != Mesh::Off
+    }
+
+    /// The same arrangement, whatever the number of proxies (scaling them is an [`Action`]).
+    pub fn same_kind(self, other: Mesh) -> bool {
+        std::mem::discriminant(&self) == std::mem::discriminant(&other)
+    }
+}
+
+/// The client's workload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Client {
+    pub lb: &'static str,
+    pub method: &'static str,
+    pub headers: Vec<(&'static str, &'static str)>,
+    pub concurrency: u32,
+}
+
+impl Default for Client {
+    fn default() -> Self {
+        Client {
+            lb: "round_robin",
+            method: "SayHello",
+            headers: Vec::new(),
+            concurrency: 10,
+        }
+    }
+}
+
+/// A change made at the start of a phase.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Scale one version's Deployment.
+    Scale {
+        version: &'static str,
+        replicas: u32,
+    },
+    /// Set the weights of the scenario's route by backend Service name.
+    Weights(Vec<(&'static str, u32)>),
+    /// Scale the proxies in front of the servers.
+    ScaleProxies(u32),
+}
+
+/// One measured step of a demo.
+#[derive(Debug, Clone)]
+pub struct Phase {
+    pub name: &'static str,
+    pub mesh: Mesh,
+    pub client: Client,
+    pub actions: Vec<Action>,
+    /// How long to measure, after the changes are in place.
+    pub measure: Duration,
+}
+
+/// A whole demo.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub name: &'static str,
+    /// What it shows, in one line.
+    pub title: &'static str,
+    /// What to take away, printed after the results.
+    pub lesson: &'static str,
+    pub exposure: Exposure,
+    pub versions: Vec<(&'static str, u32)>,
+    /// Extra environment of every server pod.
+    pub server_env: Vec<(&'static str, &'static str)>,
+    /// A file under `gateway/` applied before the first phase.
+    pub routes: Option<&'static str>,
+    pub phases: Vec<Phase>,
+}
+
+/// Every demo, in the seed's order.
+pub const NAMES: [&str; 10] = [
+    "clusterip",
+    "headless",
+    "maxage",
+    "server-proxy",
+    "sidecar",
+    "canary",
+    "xds",
+    "httproute",
+    "grpcroute",
+    "compare",
+];
+
+const SHORT: Duration = Duration::from_secs(2);
+/// The seed used 10s and 20s; the local twin uses shorter ages so the demo takes seconds.
+const LOCAL_MAX_AGE: &str = "5s";
+const LOCAL_MAX_AGE_GRACE: &str = "5s";
+/// The seed's servers slept 1s per RPC for readable logs; a few milliseconds keep the numbers
+/// readable without making the demos slow.
+const RESPONSE_DELAY: &str = "5ms";
+
+fn phase(name: &'static str, mesh: Mesh, actions: Vec<Action>) -> Phase {
+    Phase {
+        name,
+        mesh,
+        client: Client::default(),
+        actions,
+        measure: SHORT,
+    }
+}
+
+fn scale(version: &'static str, replicas: u32) -> Action {
+    Action::Scale { version, replicas }
+}
+
+fn weights(v1: u32, v2: u32) -> Action {
+    Action::Weights(vec![("server-v1", v1), ("server-v2", v2)])
+}
+
+fn base(name: &'static str, title: &'static str, lesson: &'static str) -> Scenario {
+    Scenario {
+        name,
+        title,
+        lesson,
+        exposure: Exposure::ClusterIp,
+        versions: vec![("v1", 3)],
+        server_env: vec![("RESPONSE_DELAY", RESPONSE_DELAY)],
+        routes: None,
+        phases: Vec::new(),
+    }
+}
+
+/// The scenario of that name, or an error listing the known ones.
+pub fn get(name: &str) -> anyhow::Result<Scenario> {
+    all().into_iter().find(|s| s.name == name).ok_or_else(|| {
+        anyhow::anyhow!(
+            "unknown scenario {name:?}: expected one of {}",
+            NAMES.join(", ")
+        )
+    })
+}
+
+pub fn all() -> Vec<Scenario> {
+    use Mesh::*;
+    let progression = |mesh: Mesh, steps: &[(u32, u32)]| -> Vec<Phase> {
+        steps
+            .iter()
+            .map(|&(v1, v2)| Phase {
+                name: Box::leak(format!("{v1}/{v2}").into_boxed_str()),
+                mesh,
+                client: Client::default(),
+                actions: vec![weights(v1, v2)],
+                measure: SHORT,
+            })
+            .collect()
+    };
+    vec![
+        Scenario {
+            phases: vec![phase("3 pods behind a ClusterIP", Off, vec![])],
+            ..base(
+                "clusterip",
+                "A ClusterIP Service pins a gRPC client to one pod",
+                "kube-proxy balances connections, not requests. The client resolves one virtual IP, opens one \
+                 HTTP/2 connection, and every RPC rides it to the same pod.",
+            )
+        },
+        Scenario {
+            exposure: Exposure::Headless,
+            phases: vec![
+                phase("3 pods, headless", Off, vec![]),
+                phase("scaled 3 -> 5", Off, vec![scale("v1", 5)]),
+            ],
+            ..base(
+                "headless",
+                "A headless Service balances, until you scale up",
+                "With every pod address in DNS the client balances per RPC over its connections. But it resolves \
+                 only when it connects: the two new pods get nothing.",
+            )
+        },
+        Scenario {
+            exposure: Exposure::Headless,
+            server_env: vec![
+                ("RESPONSE_DELAY", RESPONSE_DELAY),
+                ("MAX_CONNECTION_AGE", LOCAL_MAX_AGE),
+                ("MAX_CONNECTION_AGE_GRACE", LOCAL_MAX_AGE_GRACE),
+            ],
+            phases: vec![
+                phase("3 pods, headless", Off, vec![]),
+                Phase {
+                    measure: Duration::from_secs(1),
+                    ..phase("just scaled 3 -> 5", Off, vec![scale("v1", 5)])
+                },
+                Phase {
+                    measure: Duration::from_secs(4),
+                    ..phase("connections reach their max age", Off, vec![])
+                },
+                phase("after max connection age", Off, vec![]),
+            ],
+            ..base(
+                "maxage",
+                "Server max connection age: a scale-up is eventually noticed",
+                "The server sends GOAWAY when a connection reaches its max age (the seed: 10s, grace 20s; here 5s), \
+                 the client resolves again and connects to the new pods. Balanced again, after up to one max age.",
+            )
+        },
+        Scenario {
+            phases: vec![
+                phase("1 proxy, 3 pods", Proxy(1), vec![]),
+                phase("pods scaled 3 -> 5", Proxy(1), vec![scale("v1", 5)]),
+                phase(
+                    "proxies scaled 1 -> 3",
+                    Proxy(3),
+                    vec![Action::ScaleProxies(3)],
+                ),
+            ],
+            ..base(
+                "server-proxy",
+                "An Envoy in front of the servers balances per RPC, but the proxies themselves are pinned",
+                "The proxy balances every RPC and sees new pods at once. Scale the proxies, though, and the client keeps \
+                 its connection to the first one: the new proxies idle, the old problem one hop earlier.",
+            )
+        },
+        Scenario {
+            phases: vec![
+                phase("sidecar, 3 pods", Sidecar, vec![]),
+                phase("scaled 3 -> 5", Sidecar, vec![scale("v1", 5)]),
+            ],
+            ..base(
+                "sidecar",
+                "An Envoy sidecar beside the client balances per RPC",
+                "The client talks HTTP/2 to its own sidecar; the sidecar keeps connections to every pod, balances each \
+                 RPC, and learns about new pods from the control plane at once.",
+            )
+        },
+        Scenario {
+            versions: vec![("v1", 2), ("v2", 2)],
+            routes: Some("httproute.yaml"),
+            phases: progression(StaticSidecar, &[(100, 0), (99, 1), (50, 50), (0, 100)]),
+            ..base(
+                "canary",
+                "Canary weights in a static sidecar configuration",
+                "Weights split traffic per RPC between versions. With a static configuration every step means \
+                 restarting the sidecar, as the seed restarted its pods.",
+            )
+        },
+        Scenario {
+            versions: vec![("v1", 2), ("v2", 2)],
+            routes: Some("httproute.yaml"),
+            phases: progression(Sidecar, &[(100, 0), (99, 1), (50, 50), (0, 100)]),
+            ..base(
+                "xds",
+                "The same canary, pushed live over xDS",
+                "Our control plane pushes each weight to the running sidecar: nothing restarts, no connection drops.",
+            )
+        },
+        Scenario {
+            versions: vec![("v1", 2), ("v2", 2)],
+            routes: Some("httproute.yaml"),
+            phases: progression(Sidecar, &[(100, 0), (95, 5), (50, 50), (0, 100)]),
+            ..base(
+                "httproute",
+                "Gateway API HTTPRoute weights on a client-side sidecar (the seed's Istio demo)",
+                "An HTTPRoute whose parent is the Service `server` splits that Service's traffic between `server-v1` and \
+                 `server-v2`; only the client has a sidecar, as in the seed.",
+            )
+        },
+        Scenario {
+            versions: vec![("v1", 2), ("v2", 2)],
+            routes: Some("grpcroute.yaml"),
+            phases: vec![
+                phase("SayHello", Sidecar, vec![]),
+                Phase {
+                    client: Client {
+                        method: "SayHelloAgain",
+                        ..Client::default()
+                    },
+                    ..phase("SayHelloAgain", Sidecar, vec![])
+                },
+                Phase {
+                    client: Client {
+                        headers: vec![("x-canary", "true")],
+                        ..Client::default()
+                    },
+                    ..phase("SayHello with x-canary: true", Sidecar, vec![])
+                },
+                phase("SayHello, weights 90/10", Sidecar, vec![weights(90, 10)]),
+                phase("SayHello, weights 50/50", Sidecar, vec![weights(50, 50)]),
+            ],
+            ..base(
+                "grpcroute",
+                "Gateway API GRPCRoute: route by method and header, then split by weight",
+                "A GRPCRoute matches gRPC services, methods and headers: SayHello goes to v1, SayHelloAgain and \
+                 canary-flagged calls to v2. Weights then shift SayHello step by step.",
+            )
+        },
+        Scenario {
+            phases: vec![
+                phase("mesh off (ClusterIP)", Off, vec![]),
+                phase("mesh on (sidecar)", Sidecar, vec![]),
+            ],
+            ..base(
+                "compare",
+                "The same workload, mesh off and mesh on",
+                "Same client, same pods, same Service. Without a mesh the ClusterIP pins the client to one pod; with \
+                 the sidecar every pod gets its share. The latency columns show what the extra hop costs.",
+            )
+        },
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_named_scenario_is_defined_once_in_the_seed_s_order() {
+        let names: Vec<_> = all().iter().map(|s| s.name).collect();
+        assert_eq!(names, NAMES);
+    }
+
+    #[test]
+    fn an_unknown_scenario_lists_the_known_ones() {
+        let err = get("nope").unwrap_err().to_string();
+        assert!(
+            err.starts_with(r#"unknown scenario "nope": expected one of clusterip, headless"#),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn weight_steps_need_a_route_file() {
+        for s in all() {
+            let steps_weights = s
+                .phases
+                .iter()
+                .flat_map(|p| &p.actions)
+                .any(|a| matches!(a, Action::Weights(_)));
+            assert!(
+                !steps_weights || s.routes.is_some(),
+                "{} sets weights without routes",
+                s.name
+            );
+        }
+    }
+
+    #[test]
+    fn every_route_file_a_scenario_names_exists() {
+        for s in all() {
+            if let Some(file) = s.routes {
+                let path = crate::project::root().join("gateway").join(file);
+                assert!(path.exists(), "{}: {}", s.name, path.display());
+            }
+        }
+    }
+}
