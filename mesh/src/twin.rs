@@ -191,6 +191,11 @@ impl Twin {
         format!("dns://{}/{SERVICE}:{PORT}", self._dns.local_addr())
     }
 
+    /// The twin's loopback block, e.g. `127.31.7.0/24`.
+    pub fn block(&self) -> String {
+        format!("127.{}.{}.0/24", self.block.0, self.block.1)
+    }
+
     pub fn dns_addr(&self) -> SocketAddr {
         self._dns.local_addr()
     }

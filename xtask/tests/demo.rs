@@ -1,0 +1,325 @@
+//! Every demo on the local twin, end to end: `cargo xtask demo <scenario> --local --json`, with
+//! real processes, our DNS and control plane, and a real Envoy.
+
+use std::{
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+const XTASK: &str = env!("CARGO_BIN_EXE_xtask");
+const LIMIT: Duration = Duration::from_secs(240);
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn xtask(args: &[&str]) -> Run {
+    let mut child = Command::new(XTASK)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run xtask");
+    let out = std::thread::scope(|s| {
+        let waiter = s.spawn(|| child.wait_with_output());
+        let end = Instant::now() + LIMIT;
+        while !waiter.is_finished() {
+            assert!(
+                Instant::now() < end,
+                "xtask {args:?} ran longer than {LIMIT:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        waiter.join().unwrap().unwrap()
+    });
+    let run = Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    assert_nothing_left(&run.stderr);
+    run
+}
+
+/// No process of the twin survives xtask: no server pod on the twin's addresses, no Envoy
+/// started with a file of its work directory.
+fn assert_nothing_left(stderr: &str) {
+    let Some(line) = stderr.lines().find(|l| l.contains("twin on 127.")) else {
+        return;
+    };
+    let block = line
+        .split("twin on ")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .unwrap()
+        .trim_end_matches(".0");
+    let work_dir = line.rsplit("logs in ").next().unwrap().trim();
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut left = Vec::new();
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let path = entry.path();
+            let environ = std::fs::read(path.join("environ")).unwrap_or_default();
+            let cmdline = std::fs::read(path.join("cmdline")).unwrap_or_default();
+            let environ = String::from_utf8_lossy(&environ);
+            let cmdline = String::from_utf8_lossy(&cmdline);
+            if environ.contains(&format!("LISTEN_ADDR={block}.")) || cmdline.contains(work_dir) {
+                left.push(format!(
+                    "{}: {}",
+                    path.display(),
+                    cmdline.replace('\0', " ")
+                ));
+            }
+        }
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < end,
+            "processes left running after xtask exited: {left:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn demo(scenario: &str) -> Value {
+    let run = xtask(&["demo", scenario, "--local", "--json", "--debug"]);
+    assert_eq!(run.code, 0, "demo {scenario} failed: {}", run.stderr);
+    let doc: Value = serde_json::from_str(&run.stdout)
+        .unwrap_or_else(|e| panic!("stdout is one JSON document ({e}): {}", run.stdout));
+    assert_eq!(doc["scenario"], scenario);
+    assert_eq!(doc["backend"], "local");
+    doc
+}
+
+fn phases(doc: &Value) -> &Vec<Value> {
+    doc["phases"].as_array().unwrap()
+}
+
+fn count(phase: &Value, server: &str) -> u64 {
+    phase["by_server"][server]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{server} missing from {phase}"))
+}
+
+fn share(phase: &Value, version: &str) -> f64 {
+    phase["shares_by_version"][version].as_f64().unwrap_or(0.0)
+}
+
+#[test]
+fn clusterip_pins_the_client_to_one_pod() {
+    let doc = demo("clusterip");
+    let p = &phases(&doc)[0];
+    assert_eq!(p["mesh"], false);
+    let busy: Vec<_> = p["by_server"]
+        .as_object()
+        .unwrap()
+        .values()
+        .filter(|v| v.as_u64() > Some(0))
+        .collect();
+    assert_eq!(busy.len(), 1, "{p}");
+    assert!((p["jain"].as_f64().unwrap() - 0.333).abs() < 0.01, "{p}");
+    for key in [
+        "rpcs",
+        "ok",
+        "errors",
+        "errors_by_code",
+        "by_version",
+        "shares_by_version",
+        "latency_ms",
+    ] {
+        assert!(p.get(key).is_some(), "{key} missing: {p}");
+    }
+    assert!(
+        p.get("weights").is_none(),
+        "no weights where the phase sets none: {p}"
+    );
+}
+
+#[test]
+fn headless_balances_but_the_new_pods_of_a_scale_up_get_nothing() {
+    let doc = demo("headless");
+    let [before, after] = &phases(&doc)[..] else {
+        panic!("two phases")
+    };
+    for i in 0..3 {
+        assert!(count(before, &format!("server-v1-{i}")) > 0, "{before}");
+    }
+    assert_eq!(count(after, "server-v1-3"), 0, "{after}");
+    assert_eq!(count(after, "server-v1-4"), 0, "{after}");
+}
+
+#[test]
+fn max_connection_age_brings_the_new_pods_in() {
+    let doc = demo("maxage");
+    let p = phases(&doc);
+    let last = p.last().unwrap();
+    for i in 0..5 {
+        assert!(count(last, &format!("server-v1-{i}")) > 0, "{last}");
+    }
+    assert!(last["jain"].as_f64().unwrap() > 0.9, "{last}");
+    let just_scaled = &p[1];
+    let new = count(just_scaled, "server-v1-3") + count(just_scaled, "server-v1-4");
+    assert!(
+        (new as f64) < 0.1 * just_scaled["ok"].as_f64().unwrap(),
+        "right after the scale-up: {just_scaled}"
+    );
+    assert!(
+        p.iter().all(|ph| ph["errors"] == 0),
+        "GOAWAY loses no RPC: {doc}"
+    );
+}
+
+#[test]
+fn a_server_side_proxy_balances_but_new_proxies_idle() {
+    let doc = demo("server-proxy");
+    let p = phases(&doc);
+    for i in 0..5 {
+        assert!(count(&p[1], &format!("server-v1-{i}")) > 0, "{}", p[1]);
+    }
+    let proxies = &p[2]["by_proxy"];
+    assert!(proxies["proxy-0"].as_u64().unwrap() > 0, "{proxies}");
+    assert_eq!(proxies["proxy-1"], 0, "{proxies}");
+    assert_eq!(proxies["proxy-2"], 0, "{proxies}");
+}
+
+#[test]
+fn a_sidecar_sends_to_new_pods_at_once() {
+    let doc = demo("sidecar");
+    let after = &phases(&doc)[1];
+    assert_eq!(after["mesh"], true);
+    for i in 0..5 {
+        assert!(count(after, &format!("server-v1-{i}")) > 0, "{after}");
+    }
+}
+
+/// The 100/0 → ... → 0/100 progressions: each phase's v2 share follows its weight.
+fn assert_follows_weights(doc: &Value) {
+    for p in phases(doc) {
+        let v2 = p["weights"]["v2"].as_f64().unwrap() / 100.0;
+        let got = share(p, "v2");
+        match v2 {
+            0.0 => assert_eq!(got, 0.0, "{p}"),
+            1.0 => assert_eq!(got, 1.0, "{p}"),
+            w => assert!((got - w).abs() < 0.1, "v2 share {got} for weight {w}: {p}"),
+        }
+    }
+}
+
+#[test]
+fn canary_weights_in_a_static_sidecar_split_traffic() {
+    assert_follows_weights(&demo("canary"));
+}
+
+#[test]
+fn xds_pushes_each_weight_without_losing_an_rpc() {
+    let doc = demo("xds");
+    assert_follows_weights(&doc);
+    assert!(phases(&doc).iter().all(|p| p["errors"] == 0), "{doc}");
+}
+
+#[test]
+fn the_httproute_progression_follows_its_weights() {
+    assert_follows_weights(&demo("httproute"));
+}
+
+#[test]
+fn the_grpcroute_routes_by_method_and_header_then_by_weight() {
+    let doc = demo("grpcroute");
+    let p = phases(&doc);
+    assert_eq!(share(&p[0], "v1"), 1.0, "SayHello: {}", p[0]);
+    assert_eq!(share(&p[1], "v2"), 1.0, "SayHelloAgain: {}", p[1]);
+    assert_eq!(share(&p[2], "v2"), 1.0, "x-canary: {}", p[2]);
+    let v2 = share(&p[3], "v2");
+    assert!((0.02..0.2).contains(&v2), "90/10: {}", p[3]);
+}
+
+#[test]
+fn compare_shows_mesh_off_pinned_and_mesh_on_balanced() {
+    let doc = demo("compare");
+    let [off, on] = &phases(&doc)[..] else {
+        panic!("two phases")
+    };
+    assert_eq!(
+        (off["mesh"].as_bool(), on["mesh"].as_bool()),
+        (Some(false), Some(true))
+    );
+    assert!(off["jain"].as_f64().unwrap() < 0.4, "{off}");
+    assert!(on["jain"].as_f64().unwrap() > 0.9, "{on}");
+}
+
+#[test]
+fn an_experiment_runs_the_users_routes_and_servers() {
+    let routes = format!("{}/../gateway/httproute.yaml", env!("CARGO_MANIFEST_DIR"));
+    let run = xtask(&[
+        "experiment",
+        "--local",
+        "--debug",
+        "--json",
+        "--servers",
+        "v1=2,v2=1",
+        "--routes",
+        &routes,
+        "--rpcs",
+        "300",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let doc: Value = serde_json::from_str(&run.stdout).unwrap();
+    let p = &phases(&doc)[0];
+    assert!(p["rpcs"].as_u64().unwrap() >= 300, "{p}");
+    assert_eq!(share(p, "v1"), 1.0, "the route sends 100/0: {p}");
+    assert_eq!(p["by_server"].as_object().unwrap().len(), 3, "{p}");
+}
+
+#[test]
+fn an_invalid_route_file_is_refused_in_one_line_before_anything_starts() {
+    let dir = std::env::temp_dir().join(format!("xtask-bad-route-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("bad.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: GRPCRoute\nmetadata: {name: bad}\nspec:\n  parentRefs: [{group: \"\", kind: Service, name: server}]\n  rules:\n  - matches: [{method: {}}]\n    backendRefs: [{name: server-v1, port: 50051}]\n",
+    )
+    .unwrap();
+    let run = xtask(&[
+        "experiment",
+        "--local",
+        "--debug",
+        "--routes",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, 1);
+    let errors: Vec<_> = run
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("xtask: error:"))
+        .collect();
+    assert_eq!(errors.len(), 1, "{}", run.stderr);
+    assert!(
+        errors[0].contains("GRPCRoute default/bad: spec.rules[0].matches[0].method"),
+        "{}",
+        errors[0]
+    );
+    assert!(
+        !run.stderr.contains("twin on"),
+        "nothing was started: {}",
+        run.stderr
+    );
+}
+
+#[test]
+fn an_unknown_scenario_is_a_one_line_error() {
+    let run = xtask(&["demo", "nope", "--local"]);
+    assert_eq!(run.code, 1);
+    assert_eq!(run.stderr.trim().lines().count(), 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(r#"unknown scenario "nope""#),
+        "{}",
+        run.stderr
+    );
+}
