@@ -18,7 +18,7 @@ struct Run {
 }
 
 fn xtask(args: &[&str]) -> Run {
-    let mut child = Command::new(XTASK)
+    let child = Command::new(XTASK)
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
