@@ -27,6 +27,9 @@ pub trait Backend {
     /// RPCs counted by each proxy so far, where there are proxies.
     async fn proxy_counts(&self)
     -> anyhow::Result<Option<std::collections::BTreeMap<String, u64>>>;
+    /// Called between client reports while a phase is measured: picks up edits of the user's
+    /// route files.
+    async fn tick(&mut self) -> anyhow::Result<()>;
     /// Warnings the backend has for the user (unresolved backend references).
     fn warnings(&self) -> Vec<String>;
     /// Stops everything it started.

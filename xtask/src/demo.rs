@@ -81,7 +81,7 @@ pub async fn run<B: Backend>(
         }
         let (_, _, stream) = client.as_mut().expect("started above");
         let proxies_before = backend.proxy_counts().await?;
-        let intervals = collect(stream, phase, measure, !restart).await?;
+        let intervals = collect(stream, backend, phase, measure, !restart).await?;
         let proxies_after = backend.proxy_counts().await?;
         let mut result = measure::phase(
             phase.name,
@@ -119,47 +119,43 @@ pub async fn run<B: Backend>(
 
 /// Reads the client's summaries for one phase. A client that was already running has an interval
 /// in progress that straddles the phase's changes: it is skipped.
-async fn collect(
+async fn collect<B: Backend>(
     stream: &mut ClientStream,
+    backend: &mut B,
     phase: &Phase,
     measure: Measure,
     skip_first: bool,
 ) -> anyhow::Result<Vec<Summary>> {
     while stream.summaries.try_recv().is_ok() {}
+    let name = phase.name;
     let mut next = async || -> anyhow::Result<Summary> {
         match tokio::time::timeout(SUMMARY_DEADLINE, stream.summaries.recv()).await {
             Ok(Some(s)) => Ok(s),
-            Ok(None) => bail!("the client exited during phase {:?}", phase.name),
+            Ok(None) => bail!("the client exited during phase {name:?}"),
             Err(_) => bail!(
-                "no report from the client within {}s during phase {:?}",
-                SUMMARY_DEADLINE.as_secs(),
-                phase.name
+                "no report from the client within {}s during phase {name:?}",
+                SUMMARY_DEADLINE.as_secs()
             ),
         }
     };
     if skip_first {
         next().await?;
     }
-    let mut out = Vec::new();
-    match measure {
-        Measure::Scenario => {
-            let n = (phase.measure.as_millis() as u64)
-                .div_ceil(INTERVAL_MS)
-                .max(1);
-            for _ in 0..n {
-                out.push(next().await?);
-            }
+    let mut out: Vec<Summary> = Vec::new();
+    let target_intervals = (phase.measure.as_millis() as u64)
+        .div_ceil(INTERVAL_MS)
+        .max(1) as usize;
+    loop {
+        let done = match measure {
+            Measure::Scenario => out.len() >= target_intervals,
+            Measure::Rpcs(target) => out.iter().map(|s| s.rpcs).sum::<u64>() >= target,
+        };
+        if done {
+            return Ok(out);
         }
-        Measure::Rpcs(target) => {
-            let mut rpcs = 0;
-            while rpcs < target {
-                let s = next().await?;
-                rpcs += s.rpcs;
-                out.push(s);
-            }
-        }
+        out.push(next().await?);
+        backend.tick().await?;
     }
-    Ok(out)
 }
 
 fn describe(action: &Action) -> String {
@@ -209,7 +205,7 @@ pub fn run_local(
     scenario: &Scenario,
     profile: crate::project::Profile,
     measure: Measure,
-    routes: Option<Vec<mesh::gateway::RouteObject>>,
+    routes: Option<std::path::PathBuf>,
 ) -> anyhow::Result<Report> {
     let root = crate::project::root();
     let sh = crate::project::shell()?;
@@ -230,7 +226,7 @@ pub fn run_local(
     runtime.block_on(async {
         let mut backend =
             crate::local::Local::new(apps.server, apps.client, envoy, work_dir.clone());
-        backend.routes_override = routes;
+        backend.routes_path = routes;
         let mut signals = crate::process::Signals::new()?;
         let result = tokio::select! {
             r = run(&mut backend, scenario, measure, "local") => r,

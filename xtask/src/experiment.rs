@@ -28,11 +28,10 @@ pub fn main(flags: &flags::Experiment) -> anyhow::Result<()> {
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     // Validate the routes before anything starts.
-    let routes = flags
-        .routes
-        .as_deref()
-        .map(mesh::gateway::load)
-        .transpose()?;
+    if let Some(path) = &flags.routes {
+        mesh::gateway::load(path)?;
+    }
+    let routes = flags.routes.clone();
     let mesh = if flags.mesh == "on" {
         Mesh::Sidecar
     } else {

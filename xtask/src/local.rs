@@ -14,6 +14,25 @@ use crate::{
     scenario::{Action, Client, Exposure, Mesh, Scenario},
 };
 
+/// What identifies a version of a route file or directory: modification times and sizes.
+type Stamp = Vec<(PathBuf, Option<std::time::SystemTime>, u64)>;
+
+fn stamp(path: &std::path::Path) -> Stamp {
+    let entry = |p: PathBuf| {
+        let meta = std::fs::metadata(&p).ok();
+        let modified = meta.as_ref().and_then(|m| m.modified().ok());
+        (p, modified, meta.map_or(0, |m| m.len()))
+    };
+    match std::fs::read_dir(path) {
+        Ok(dir) => {
+            let mut files: Stamp = dir.flatten().map(|e| entry(e.path())).collect();
+            files.sort();
+            files
+        }
+        Err(_) => vec![entry(path.to_path_buf())],
+    }
+}
+
 /// How often the client reports; phases are measured in these steps.
 pub const INTERVAL_MS: u64 = 250;
 
@@ -22,8 +41,9 @@ pub struct Local {
     pub client_bin: PathBuf,
     pub envoy_bin: Option<PathBuf>,
     pub work_dir: PathBuf,
-    /// Routes from `--routes`, instead of the scenario's own file.
-    pub routes_override: Option<Vec<RouteObject>>,
+    /// Routes from `--routes`, instead of the scenario's own file; edits of it are pushed live.
+    pub routes_path: Option<PathBuf>,
+    routes_stamp: Option<Stamp>,
     twin: Option<Twin>,
     routes: Vec<RouteObject>,
 }
@@ -40,7 +60,8 @@ impl Local {
             client_bin,
             envoy_bin,
             work_dir,
-            routes_override: None,
+            routes_path: None,
+            routes_stamp: None,
             twin: None,
             routes: Vec::new(),
         }
@@ -93,8 +114,11 @@ impl Backend for Local {
             .await
             .context("cannot start the local twin")?;
         self.twin = Some(twin);
-        let routes = match (&self.routes_override, scenario.routes) {
-            (Some(routes), _) => routes.clone(),
+        let routes = match (&self.routes_path, scenario.routes) {
+            (Some(path), _) => {
+                self.routes_stamp = Some(stamp(path));
+                gateway::load(path)?
+            }
             (None, Some(file)) => {
                 gateway::load(&crate::project::root().join("gateway").join(file))?
             }
@@ -184,6 +208,30 @@ impl Backend for Local {
             summaries: rx,
             _guard: Box::new(KillOnDrop(child)),
         })
+    }
+
+    async fn tick(&mut self) -> anyhow::Result<()> {
+        let Some(path) = self.routes_path.clone() else {
+            return Ok(());
+        };
+        let now = stamp(&path);
+        if self.routes_stamp.as_ref() == Some(&now) {
+            return Ok(());
+        }
+        self.routes_stamp = Some(now);
+        match gateway::load(&path) {
+            Ok(routes) => {
+                self.routes = routes.clone();
+                self.twin().set_routes(routes).await?;
+                crate::demo::progress(&format!("  {} changed: pushed to the mesh", path.display()));
+                for w in self.warnings() {
+                    eprintln!("warning: {w}");
+                }
+            }
+            // A half-saved or broken edit: say so, keep what is in force.
+            Err(err) => eprintln!("warning: {err}; the previous routes stay in force"),
+        }
+        Ok(())
     }
 
     fn servers(&self) -> Vec<String> {

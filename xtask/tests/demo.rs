@@ -323,3 +323,57 @@ fn an_unknown_scenario_is_a_one_line_error() {
         run.stderr
     );
 }
+
+#[test]
+fn editing_the_route_file_during_an_experiment_pushes_it_live() {
+    use std::io::{BufRead, BufReader};
+    let dir = std::env::temp_dir().join(format!("xtask-live-route-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("route.yaml");
+    let route = |v1: u32, v2: u32| {
+        format!(
+            "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: live}}\nspec:\n  parentRefs: [{{group: \"\", kind: Service, name: server}}]\n  rules:\n  - backendRefs:\n    - {{name: server-v1, port: 50051, weight: {v1}}}\n    - {{name: server-v2, port: 50051, weight: {v2}}}\n"
+        )
+    };
+    std::fs::write(&file, route(100, 0)).unwrap();
+    let mut child = Command::new(XTASK)
+        .args([
+            "experiment",
+            "--local",
+            "--debug",
+            "--json",
+            "--servers",
+            "v1=1,v2=1",
+            "--duration",
+            "4s",
+        ])
+        .arg("--routes")
+        .arg(&file)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut seen = String::new();
+    let mut edited = false;
+    for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+        seen.push_str(&line);
+        seen.push('\n');
+        if !edited && line.contains("phase 1/1") {
+            std::fs::write(&file, route(0, 100)).unwrap();
+            edited = true;
+        }
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{seen}");
+    assert!(seen.contains("changed: pushed to the mesh"), "{seen}");
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let p = &phases(&doc)[0];
+    assert!(
+        share(p, "v2") > 0.2,
+        "after the edit v2 gets the traffic: {p}"
+    );
+    assert_eq!(p["errors"], 0, "{p}");
+    assert_nothing_left(&seen);
+}
