@@ -502,3 +502,221 @@ fn load_assignment(cluster: &str, endpoints: &[SocketAddr]) -> ClusterLoadAssign
         ..Default::default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Match, RouteKind};
+
+    fn service(name: &str) -> Service {
+        Service {
+            name: name.into(),
+            namespace: "default".into(),
+            port: 50051,
+            endpoints: vec!["127.0.0.1:1".parse().unwrap()],
+        }
+    }
+
+    fn backend(name: &str, weight: u32) -> Backend {
+        Backend {
+            service: name.into(),
+            namespace: "default".into(),
+            port: Some(50051),
+            weight,
+        }
+    }
+
+    fn entry(backends: Vec<Backend>, headers: HeaderModifier) -> RouteEntry {
+        RouteEntry {
+            kind: RouteKind::Grpc,
+            name: "GRPCRoute default/r rule 0 match 0".into(),
+            matched: Match {
+                path: Some(StringMatch::Exact("/hello.v1.Greeter/SayHello".into())),
+                ..Match::default()
+            },
+            backends,
+            request_headers: headers,
+        }
+    }
+
+    fn sidecar(routes: Vec<ServiceRoutes>) -> Resources {
+        let services = [
+            service("server"),
+            service("server-v1"),
+            service("server-v2"),
+        ];
+        resources(
+            &Role::Sidecar {
+                ip: "127.0.0.2".parse().unwrap(),
+            },
+            &services,
+            &routes,
+        )
+    }
+
+    fn host<'a>(r: &'a Resources, service: &str) -> &'a VirtualHost {
+        r.routes[0]
+            .virtual_hosts
+            .iter()
+            .find(|v| v.name.starts_with(&format!("{service}.")))
+            .unwrap()
+    }
+
+    fn attached(entries: Vec<RouteEntry>) -> Vec<ServiceRoutes> {
+        vec![ServiceRoutes {
+            service: "server".into(),
+            namespace: "default".into(),
+            port: None,
+            entries,
+        }]
+    }
+
+    #[test]
+    fn each_service_gets_an_eds_cluster_and_a_virtual_host_under_its_kubernetes_names() {
+        let r = sidecar(vec![]);
+        assert_eq!(r.clusters.len(), 3);
+        assert_eq!(r.endpoints.len(), 3);
+        assert_eq!(r.listeners.len(), 1, "one listener per port");
+        let vh = host(&r, "server");
+        for domain in [
+            "server",
+            "server:50051",
+            "server.default.svc.cluster.local:50051",
+        ] {
+            assert!(
+                vh.domains.iter().any(|d| d == domain),
+                "{domain} in {:?}",
+                vh.domains
+            );
+        }
+    }
+
+    #[test]
+    fn without_a_route_a_service_goes_to_itself_with_istio_s_retry_policy() {
+        let r = sidecar(vec![]);
+        let vh = host(&r, "server");
+        assert_eq!(vh.routes.len(), 1);
+        let Some(route::Action::Route(action)) = &vh.routes[0].action else {
+            panic!("a route action")
+        };
+        assert_eq!(
+            action.cluster_specifier,
+            Some(route_action::ClusterSpecifier::Cluster(cluster_name(
+                "server", "default", 50051
+            )))
+        );
+        let retry = action.retry_policy.as_ref().unwrap();
+        assert_eq!(retry.num_retries, Some(UInt32Value { value: 2 }));
+        assert!(retry.retry_on.contains("unavailable"));
+    }
+
+    #[test]
+    fn attached_routes_end_in_a_404_which_grpc_reads_as_unimplemented() {
+        let r = sidecar(attached(vec![entry(
+            vec![backend("server-v1", 1)],
+            HeaderModifier::default(),
+        )]));
+        let routes = &host(&r, "server").routes;
+        assert_eq!(routes.len(), 2);
+        let Some(route::Action::DirectResponse(d)) = &routes[1].action else {
+            panic!("a direct response")
+        };
+        assert_eq!(d.status, 404);
+    }
+
+    #[test]
+    fn weight_0_backends_are_dropped_and_all_zero_answers_500() {
+        let r = sidecar(attached(vec![
+            entry(
+                vec![backend("server-v1", 3), backend("server-v2", 0)],
+                HeaderModifier::default(),
+            ),
+            entry(vec![backend("server-v1", 0)], HeaderModifier::default()),
+        ]));
+        let routes = &host(&r, "server").routes;
+        let Some(route::Action::Route(a)) = &routes[0].action else {
+            panic!()
+        };
+        assert_eq!(
+            a.cluster_specifier,
+            Some(route_action::ClusterSpecifier::Cluster(cluster_name(
+                "server-v1",
+                "default",
+                50051
+            )))
+        );
+        let Some(route::Action::DirectResponse(d)) = &routes[1].action else {
+            panic!()
+        };
+        assert_eq!(d.status, 500);
+    }
+
+    #[test]
+    fn two_weighted_backends_become_weighted_clusters() {
+        let r = sidecar(attached(vec![entry(
+            vec![backend("server-v1", 95), backend("server-v2", 5)],
+            HeaderModifier::default(),
+        )]));
+        let Some(route::Action::Route(a)) = &host(&r, "server").routes[0].action else {
+            panic!()
+        };
+        let Some(route_action::ClusterSpecifier::WeightedClusters(w)) = &a.cluster_specifier else {
+            panic!()
+        };
+        let weights: Vec<u32> = w
+            .clusters
+            .iter()
+            .map(|c| c.weight.as_ref().unwrap().value)
+            .collect();
+        assert_eq!(weights, [95, 5]);
+    }
+
+    #[test]
+    fn request_header_modifier_sets_adds_and_removes() {
+        let headers = HeaderModifier {
+            set: vec![("x-set".into(), "1".into())],
+            add: vec![("x-add".into(), "2".into())],
+            remove: vec!["x-gone".into()],
+        };
+        let r = sidecar(attached(vec![entry(
+            vec![backend("server-v1", 1)],
+            headers,
+        )]));
+        let route = &host(&r, "server").routes[0];
+        let added: Vec<(String, i32)> = route
+            .request_headers_to_add
+            .iter()
+            .map(|o| (o.header.as_ref().unwrap().key.clone(), o.append_action))
+            .collect();
+        assert_eq!(
+            added,
+            [
+                (
+                    "x-set".to_owned(),
+                    HeaderAppendAction::OverwriteIfExistsOrAdd as i32
+                ),
+                (
+                    "x-add".to_owned(),
+                    HeaderAppendAction::AppendIfExistsOrAdd as i32
+                )
+            ]
+        );
+        assert_eq!(route.request_headers_to_remove, ["x-gone"]);
+    }
+
+    #[test]
+    fn a_proxy_routes_everything_it_receives_to_its_service() {
+        let services = [service("server")];
+        let addr: SocketAddr = "127.0.0.3:50051".parse().unwrap();
+        let r = resources(
+            &Role::Proxy {
+                addr,
+                service: "server".into(),
+            },
+            &services,
+            &[],
+        );
+        assert_eq!(r.listeners.len(), 1);
+        assert_eq!(r.routes[0].virtual_hosts[0].domains, ["*"]);
+    }
+}

@@ -309,3 +309,119 @@ fn grpcroute_sends_each_method_and_the_canary_header_where_the_route_says() {
     }
     rt.block_on(twin.shutdown());
 }
+
+#[derive(Debug, Default)]
+struct Errors(BTreeMap<String, u64>);
+
+impl Client {
+    /// Errors by code over the next `n` summaries.
+    fn errors(&self, n: usize) -> (u64, Errors) {
+        let mut ok = 0;
+        let mut errors = Errors::default();
+        for _ in 0..n {
+            let s = self
+                .lines
+                .recv_timeout(DEADLINE)
+                .expect("a summary from the client");
+            ok += s["ok"].as_u64().unwrap();
+            for (k, v) in s["errors_by_code"].as_object().unwrap() {
+                *errors.0.entry(k.clone()).or_default() += v.as_u64().unwrap();
+            }
+        }
+        (ok, errors)
+    }
+}
+
+fn routes(yaml: &str) -> Vec<gateway::RouteObject> {
+    gateway::parse(yaml, "test").unwrap()
+}
+
+#[test]
+fn a_request_no_rule_matches_gets_unimplemented() {
+    let rt = rt();
+    let mut twin = rt
+        .block_on(Twin::start(spec(
+            "nomatch",
+            &[("v1", 1)],
+            ServiceMode::ClusterIp,
+        )))
+        .unwrap();
+    rt.block_on(twin.set_mesh(Mesh::Sidecar)).unwrap();
+    let only_again = "apiVersion: gateway.networking.k8s.io/v1\nkind: GRPCRoute\nmetadata: {name: again}\nspec:\n  parentRefs: [{group: \"\", kind: Service, name: server}]\n  rules:\n  - matches: [{method: {service: hello.v1.Greeter, method: SayHelloAgain}}]\n    backendRefs: [{name: server-v1, port: 50051}]\n";
+    rt.block_on(twin.set_routes(routes(only_again))).unwrap();
+    let client = Client::start(&twin.target(), &["--method", "SayHello"]);
+    let (ok, errors) = client.errors(3);
+    assert_eq!(ok, 0, "{errors:?}");
+    assert!(
+        errors.0.get("Unimplemented").is_some_and(|n| *n > 0),
+        "{errors:?}"
+    );
+    assert_eq!(errors.0.len(), 1, "{errors:?}");
+    drop(client);
+    rt.block_on(twin.shutdown());
+}
+
+#[test]
+fn the_share_aimed_at_a_missing_service_gets_unavailable_and_a_warning() {
+    let rt = rt();
+    let mut twin = rt
+        .block_on(Twin::start(spec(
+            "missing",
+            &[("v1", 1)],
+            ServiceMode::ClusterIp,
+        )))
+        .unwrap();
+    rt.block_on(twin.set_mesh(Mesh::Sidecar)).unwrap();
+    let half_missing = "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: half}\nspec:\n  parentRefs: [{group: \"\", kind: Service, name: server}]\n  rules:\n  - backendRefs:\n    - {name: server-v1, port: 50051, weight: 50}\n    - {name: server-v9, port: 50051, weight: 50}\n";
+    let warnings = rt.block_on(twin.set_routes(routes(half_missing))).unwrap();
+    assert!(
+        warnings.iter().any(|w| w.to_string().contains("server-v9")),
+        "{warnings:?}"
+    );
+    let client = Client::start(&twin.target(), &[]);
+    let (ok, errors) = client.errors(6);
+    let failed = errors.0.get("Unavailable").copied().unwrap_or(0);
+    let share = failed as f64 / (ok + failed) as f64;
+    assert!(
+        (0.35..0.65).contains(&share),
+        "about half fails: ok {ok}, {errors:?}"
+    );
+    assert_eq!(errors.0.len(), 1, "{errors:?}");
+    drop(client);
+    rt.block_on(twin.shutdown());
+}
+
+#[test]
+fn an_invalid_route_is_refused_and_the_routes_in_force_stay() {
+    let rt = rt();
+    let mut twin = rt
+        .block_on(Twin::start(spec(
+            "invalid",
+            &[("v1", 1), ("v2", 1)],
+            ServiceMode::ClusterIp,
+        )))
+        .unwrap();
+    rt.block_on(twin.set_mesh(Mesh::Sidecar)).unwrap();
+    rt.block_on(twin.set_routes(gateway::load(&root().join("gateway/httproute.yaml")).unwrap()))
+        .unwrap();
+    let before = twin.control_plane().snapshot("sidecar").version;
+    let dup = format!(
+        "{}\n---\n{}",
+        std::fs::read_to_string(root().join("gateway/httproute.yaml")).unwrap(),
+        std::fs::read_to_string(root().join("gateway/httproute.yaml")).unwrap()
+    );
+    assert!(
+        gateway::parse(&dup, "dup.yaml").is_err(),
+        "a duplicate is refused at load"
+    );
+    let mut objects = gateway::load(&root().join("gateway/httproute.yaml")).unwrap();
+    objects.push(objects[0].clone());
+    let err = rt.block_on(twin.set_routes(objects)).unwrap_err();
+    assert!(err.to_string().contains("defined twice"), "{err}");
+    assert_eq!(
+        twin.control_plane().snapshot("sidecar").version,
+        before,
+        "nothing was pushed"
+    );
+    rt.block_on(twin.shutdown());
+}
