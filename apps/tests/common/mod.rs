@@ -4,7 +4,7 @@
 
 use std::{
     io::{BufRead, BufReader, Read, Write},
-    net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream},
+    net::{IpAddr, SocketAddr, TcpStream},
     process::{Child, Command, ExitStatus, Stdio},
     sync::{Arc, Mutex, mpsc},
     time::{Duration, Instant},
@@ -17,19 +17,17 @@ pub const CLIENT: &str = env!("CARGO_BIN_EXE_hello-client");
 pub const PORT: u16 = 50051;
 pub const DEADLINE: Duration = Duration::from_secs(20);
 
-/// A /24 of loopback addresses of our own (127.X.Y.0, X and Y random), so that tests running in
-/// parallel never share an address.
-pub struct Block(u8, u8);
+/// A /24 of loopback addresses of our own (the twin's: 127.X.Y.0, X and Y random), so that tests
+/// running in parallel never share an address.
+pub struct Block(mesh::twin::Block);
 
 impl Block {
     pub fn random() -> Block {
-        use rand::Rng;
-        let mut rng = rand::rng();
-        Block(rng.random_range(1..=254), rng.random_range(1..=254))
+        Block(mesh::twin::Block::random())
     }
 
     pub fn ip(&self, host: u8) -> IpAddr {
-        IpAddr::V4(Ipv4Addr::new(127, self.0, self.1, host))
+        self.0.ip(host)
     }
 
     pub fn addr(&self, host: u8) -> SocketAddr {
