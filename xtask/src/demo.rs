@@ -187,8 +187,12 @@ pub fn print(report: &Report, scenario: &Scenario, json: bool) -> anyhow::Result
 pub fn main(flags: &crate::flags::Demo) -> anyhow::Result<()> {
     let scenario = crate::scenario::get(&flags.scenario)?;
     if !flags.local {
+        if flags.dry_run {
+            print!("{}", cluster_plan(&scenario, flags.context.as_deref())?);
+            return Ok(());
+        }
         bail!(
-            "only the local twin can run demos so far: add --local (the kind cluster backend is not built yet)"
+            "demos on the kind cluster are not built yet: add --local to run on the local twin, or --dry-run to see the cluster plan"
         );
     }
     let profile = if flags.debug {
@@ -239,4 +243,101 @@ pub fn run_local(
         }
         result
     })
+}
+
+/// What a demo does on the kind cluster, step by step (`demo <scenario> --dry-run`).
+pub fn cluster_plan(
+    scenario: &Scenario,
+    context: Option<&str>,
+) -> anyhow::Result<crate::plan::Plan> {
+    use crate::{
+        cluster::objects,
+        plan::{Plan, Step},
+    };
+    let images = objects::Images {
+        server: "grpc-mesh-lab/hello-server:<content-hash>".into(),
+        client: "grpc-mesh-lab/hello-client:<content-hash>".into(),
+        envoy: crate::versions::ENVOY_IMAGE.into(),
+    };
+    let ns = objects::namespace(scenario.name);
+    let mut steps = vec![Step::Note(format!(
+        "acts on the kube context {}; needs `cargo xtask up{}` first",
+        context.map_or_else(
+            || format!("kind-{}", crate::versions::CLUSTER_NAME),
+            str::to_owned
+        ),
+        if scenario.phases.iter().any(|p| p.mesh == Mesh::Sidecar) {
+            "-istio"
+        } else {
+            ""
+        }
+    ))];
+    steps.push(Step::Apply {
+        why: format!("the {} scenario", scenario.name),
+        objects: objects::base(scenario, &images)?,
+    });
+    for (version, _) in &scenario.versions {
+        steps.push(Step::WaitRollout {
+            namespace: ns.clone(),
+            name: format!("server-{version}"),
+        });
+    }
+    for (i, phase) in scenario.phases.iter().enumerate() {
+        steps.push(Step::Note(format!(
+            "phase {}/{}: {}",
+            i + 1,
+            scenario.phases.len(),
+            phase.name
+        )));
+        for action in &phase.actions {
+            match action {
+                Action::Scale { version, replicas } => {
+                    steps.push(Step::Scale {
+                        namespace: ns.clone(),
+                        name: format!("server-{version}"),
+                        replicas: *replicas,
+                    });
+                    steps.push(Step::WaitRollout {
+                        namespace: ns.clone(),
+                        name: format!("server-{version}"),
+                    });
+                }
+                Action::ScaleProxies(n) => {
+                    steps.push(Step::Scale {
+                        namespace: ns.clone(),
+                        name: "proxy".into(),
+                        replicas: *n,
+                    });
+                    steps.push(Step::WaitRollout {
+                        namespace: ns.clone(),
+                        name: "proxy".into(),
+                    });
+                }
+                Action::Weights(w) => steps.push(Step::Apply {
+                    why: "the route with new weights".into(),
+                    objects: objects::routes(scenario, Some(w))?,
+                }),
+            }
+        }
+        let client = objects::client(scenario, &phase.client, phase.mesh, &images);
+        let name = client.metadata.name.clone().unwrap_or_default();
+        steps.push(Step::Apply {
+            why: "the phase's client".into(),
+            objects: vec![client],
+        });
+        steps.push(Step::WaitRollout {
+            namespace: ns.clone(),
+            name: name.clone(),
+        });
+        if phase.mesh == Mesh::Sidecar && scenario.routes.is_some() {
+            steps.push(Step::Note(format!(
+                "check that {name}'s sidecar holds the route (its Envoy config dump, through the Kubernetes API) before measuring"
+            )));
+        }
+        steps.push(Step::Note(format!(
+            "measure {} from {name}'s JSON summaries (its logs)",
+            humantime::format_duration(phase.measure)
+        )));
+    }
+    Ok(Plan(steps))
 }

@@ -32,6 +32,52 @@ pub enum XtaskCmd {
     Experiment(Experiment),
     /// Finds Envoy (ENVOY_BIN, PATH, .tools/) or installs the pinned version into .tools/
     Envoy,
+    /// Creates the kind cluster, builds and loads the app images, installs the Gateway API CRDs
+    Up(Up),
+    /// `up`, then Istio (minimal profile) with sidecars only in pods that opt in
+    UpIstio(UpIstio),
+    /// Deletes the harness's kind cluster, and nothing else
+    Down(Down),
+    /// Prints the objects a scenario applies to a cluster, as YAML for kubectl
+    Manifests(Manifests),
+}
+
+#[derive(Debug, Args)]
+pub struct Up {
+    /// The kind cluster (its kube context is kind-<name>)
+    #[arg(long, default_value = crate::versions::CLUSTER_NAME)]
+    pub cluster: String,
+    /// The kind node image [default: the one pinned in kind-config.yaml]
+    #[arg(long)]
+    pub node_image: Option<String>,
+    /// Print every command and object instead of running and applying them
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct UpIstio {
+    #[command(flatten)]
+    pub up: Up,
+    /// The Istio release to install
+    #[arg(long, default_value = crate::versions::ISTIO_VERSION)]
+    pub istio_version: String,
+}
+
+#[derive(Debug, Args)]
+pub struct Down {
+    /// The kind cluster to delete
+    #[arg(long, default_value = crate::versions::CLUSTER_NAME)]
+    pub cluster: String,
+    /// Print the command instead of running it
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct Manifests {
+    /// clusterip, headless, maxage, server-proxy, sidecar, canary, xds, httproute, grpcroute or compare
+    pub scenario: String,
 }
 
 #[derive(Debug, Args)]
@@ -47,6 +93,12 @@ pub struct Demo {
     /// Build and run the apps' debug binaries (quicker to build; the tests use it)
     #[arg(long)]
     pub debug: bool,
+    /// Print what the demo would apply and do on the cluster, step by step
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Act on this kube context instead of the harness's own kind-grpc-mesh-lab
+    #[arg(long)]
+    pub context: Option<String>,
 }
 
 #[derive(Debug, Args)]

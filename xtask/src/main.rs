@@ -3,19 +3,28 @@
 //! The command line is declared in [`flags`]; each task is a module with one `run`.
 
 mod backend;
+#[allow(dead_code)]
+mod cluster;
 mod demo;
+mod down;
 mod envoy;
 mod experiment;
 mod flags;
 mod hello;
+#[allow(dead_code)]
+mod images;
 mod local;
+mod manifests;
 mod measure;
+mod plan;
 mod process;
 mod project;
 mod scenario;
 mod table;
 #[cfg(test)]
 mod tidy;
+mod up;
+mod versions;
 
 use std::process::ExitCode;
 
@@ -26,6 +35,12 @@ fn main() -> ExitCode {
         flags::XtaskCmd::Demo(cmd) => demo::main(&cmd),
         flags::XtaskCmd::Experiment(cmd) => experiment::main(&cmd),
         flags::XtaskCmd::Envoy => envoy::run(),
+        flags::XtaskCmd::Up(cmd) => up::main(&up::Options::from(&cmd, None)),
+        flags::XtaskCmd::UpIstio(cmd) => {
+            up::main(&up::Options::from(&cmd.up, Some(cmd.istio_version.clone())))
+        }
+        flags::XtaskCmd::Down(cmd) => down::main(&cmd),
+        flags::XtaskCmd::Manifests(cmd) => manifests::main(&cmd),
     };
     result.map_or_else(report, |()| ExitCode::SUCCESS)
 }

@@ -1,0 +1,3 @@
+pub mod envoy_static;
+pub mod kube;
+pub mod objects;

@@ -1,0 +1,150 @@
+//! Golden tests of the `--dry-run` plans: what `up`, `up-istio`, `down` and each cluster demo would
+//! run and apply. Regenerate after an intended change with `UPDATE_GOLDEN=1 cargo test -p xtask --test plans`.
+
+use std::{path::PathBuf, process::Command};
+
+const XTASK: &str = env!("CARGO_BIN_EXE_xtask");
+const SCENARIOS: [&str; 10] = [
+    "clusterip",
+    "headless",
+    "maxage",
+    "server-proxy",
+    "sidecar",
+    "canary",
+    "xds",
+    "httproute",
+    "grpcroute",
+    "compare",
+];
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn dry_run(args: &[&str]) -> String {
+    let crds = root().join("../shared/gateway-api/v1.5.1/standard-install.yaml");
+    let out = Command::new(XTASK)
+        .args(args)
+        .env("GATEWAY_API_CRDS", &crds)
+        .current_dir(root())
+        .output()
+        .expect("run xtask");
+    assert!(
+        out.status.success(),
+        "xtask {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn golden(name: &str, actual: &str) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden/plans")
+        .join(format!("{name}.txt"));
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|_| {
+        panic!(
+            "{} is missing: run UPDATE_GOLDEN=1 cargo test -p xtask --test plans",
+            path.display()
+        )
+    });
+    assert_eq!(
+        actual, expected,
+        "the {name} plan changed; if that was intended, run UPDATE_GOLDEN=1 cargo test -p xtask --test plans"
+    );
+}
+
+#[test]
+fn the_up_istio_plan_creates_the_cluster_loads_images_installs_crds_then_istio() {
+    let plan = dry_run(&["up-istio", "--dry-run"]);
+    assert!(
+        plan.contains("run: kind create cluster --name grpc-mesh-lab --config kind-config.yaml"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("CustomResourceDefinition grpcroutes.gateway.networking.k8s.io"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("run: istioctl install -y -f mesh/istio/istio.yaml --set tag=1.30.5 --context kind-grpc-mesh-lab"),
+        "{plan}"
+    );
+    golden("up-istio", &plan);
+}
+
+#[test]
+fn the_up_plan_has_no_istio() {
+    let plan = dry_run(&["up", "--dry-run"]);
+    assert!(!plan.contains("istioctl"), "{plan}");
+    golden("up", &plan);
+}
+
+#[test]
+fn the_down_plan_deletes_only_the_harness_cluster() {
+    let plan = dry_run(&["down", "--dry-run"]);
+    assert_eq!(plan, " 1. run: kind delete cluster --name grpc-mesh-lab\n");
+}
+
+#[test]
+fn overriding_a_version_changes_the_plan() {
+    let plan = dry_run(&[
+        "up-istio",
+        "--dry-run",
+        "--istio-version",
+        "1.30.4",
+        "--node-image",
+        "kindest/node:v1.35.0",
+    ]);
+    assert!(plan.contains("--set tag=1.30.4"), "{plan}");
+    assert!(plan.contains("--image kindest/node:v1.35.0"), "{plan}");
+}
+
+#[test]
+fn every_demo_has_a_cluster_plan_that_applies_its_objects_and_measures_each_phase() {
+    for scenario in SCENARIOS {
+        let plan = dry_run(&["demo", scenario, "--dry-run"]);
+        assert!(
+            plan.contains(&format!("Namespace gml-{scenario}")),
+            "{scenario}: {plan}"
+        );
+        assert!(plan.contains("measure "), "{scenario}: {plan}");
+        golden(&format!("demo-{scenario}"), &plan);
+    }
+}
+
+#[test]
+fn the_httproute_plan_checks_the_sidecar_before_measuring_and_applies_each_weight() {
+    let plan = dry_run(&["demo", "httproute", "--dry-run"]);
+    assert!(
+        plan.contains("Deployment gml-httproute/client-mesh-on"),
+        "{plan}"
+    );
+    assert!(plan.contains("sidecar holds the route"), "{plan}");
+    assert_eq!(
+        plan.matches("apply (the route with new weights").count(),
+        4,
+        "{plan}"
+    );
+}
+
+#[test]
+fn a_demo_on_the_cluster_without_dry_run_says_what_works_instead() {
+    let out = Command::new(XTASK)
+        .args(["demo", "clusterip"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("add --local") && err.contains("--dry-run"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}
