@@ -282,6 +282,7 @@ pub fn cluster_plan(
             name: format!("server-{version}"),
         });
     }
+    let mut weights: Option<Vec<(&str, u32)>> = None;
     for (i, phase) in scenario.phases.iter().enumerate() {
         steps.push(Step::Note(format!(
             "phase {}/{}: {}",
@@ -313,17 +314,36 @@ pub fn cluster_plan(
                         name: "proxy".into(),
                     });
                 }
-                Action::Weights(w) => steps.push(Step::Apply {
-                    why: "the route with new weights".into(),
-                    objects: objects::routes(scenario, Some(w))?,
-                }),
+                Action::Weights(w) => {
+                    weights = Some(w.clone());
+                    // A static sidecar's weights live in its own configuration (applied below).
+                    if phase.mesh != Mesh::StaticSidecar {
+                        steps.push(Step::Apply {
+                            why: "the route with new weights".into(),
+                            objects: objects::routes(scenario, Some(w))?,
+                        });
+                    }
+                }
             }
         }
-        let client = objects::client(scenario, &phase.client, phase.mesh, &images);
-        let name = client.metadata.name.clone().unwrap_or_default();
+        // A static sidecar comes with its configuration; a change of it rolls the client.
+        let clients = if phase.mesh == Mesh::StaticSidecar {
+            objects::static_sidecar(scenario, &phase.client, &images, weights.as_deref())?
+        } else {
+            vec![objects::client(
+                scenario,
+                &phase.client,
+                phase.mesh,
+                &images,
+            )]
+        };
+        let name = clients
+            .last()
+            .and_then(|c| c.metadata.name.clone())
+            .unwrap_or_default();
         steps.push(Step::Apply {
             why: "the phase's client".into(),
-            objects: vec![client],
+            objects: clients,
         });
         steps.push(Step::WaitRollout {
             namespace: ns.clone(),
