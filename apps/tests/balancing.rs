@@ -19,6 +19,33 @@ fn three_servers(block: &Block) -> Vec<common::Proc> {
         .collect()
 }
 
+/// Three servers, and a DNS server of the test's that resolves `server` to all three.
+fn three_servers_behind_dns() -> (
+    tokio::runtime::Runtime,
+    DnsServer,
+    Vec<common::Proc>,
+    String,
+) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let block = Block::random();
+    let servers = three_servers(&block);
+    let records = Records::new();
+    records.set("server", (10..13).map(|h| block.ip(h)).collect());
+    let dns = dns(&rt, &records);
+    let target = format!("dns://{}/server:{}", dns.local_addr(), common::PORT);
+    (rt, dns, servers, target)
+}
+
+fn assert_each_server_got(fin: &hello_apps::client::Summary, n: u64) {
+    for i in 0..3 {
+        assert_eq!(
+            fin.by_server.get(&format!("server-{i}")),
+            Some(&n),
+            "{fin:?}"
+        );
+    }
+}
+
 #[test]
 fn round_robin_over_ipv4_addresses_spreads_rpcs_evenly_over_three_servers() {
     let block = Block::random();
@@ -32,24 +59,12 @@ fn round_robin_over_ipv4_addresses_spreads_rpcs_evenly_over_three_servers() {
     let fin = Client::start(&[&target, "--rounds", "30", "--concurrency", "10"]).finish();
     assert_eq!(fin.rpcs, 300);
     assert_eq!(fin.errors, 0, "{fin:?}");
-    for i in 0..3 {
-        assert_eq!(
-            fin.by_server.get(&format!("server-{i}")),
-            Some(&100),
-            "{fin:?}"
-        );
-    }
+    assert_each_server_got(&fin, 100);
 }
 
 #[test]
 fn round_robin_over_a_dns_name_spreads_rpcs_evenly_over_three_servers() {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let block = Block::random();
-    let _servers = three_servers(&block);
-    let records = Records::new();
-    records.set("server", (10..13).map(|h| block.ip(h)).collect());
-    let dns = dns(&rt, &records);
-    let target = format!("dns://{}/server:{}", dns.local_addr(), common::PORT);
+    let (_rt, _dns, _servers, target) = three_servers_behind_dns();
     let fin = Client::start(&[
         &target,
         "--rounds",
@@ -61,24 +76,12 @@ fn round_robin_over_a_dns_name_spreads_rpcs_evenly_over_three_servers() {
     ])
     .finish();
     assert_eq!(fin.rpcs, 300);
-    for i in 0..3 {
-        assert_eq!(
-            fin.by_server.get(&format!("server-{i}")),
-            Some(&100),
-            "{fin:?}"
-        );
-    }
+    assert_each_server_got(&fin, 100);
 }
 
 #[test]
 fn pick_first_sends_every_rpc_to_one_server() {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let block = Block::random();
-    let _servers = three_servers(&block);
-    let records = Records::new();
-    records.set("server", (10..13).map(|h| block.ip(h)).collect());
-    let dns = dns(&rt, &records);
-    let target = format!("dns://{}/server:{}", dns.local_addr(), common::PORT);
+    let (_rt, _dns, _servers, target) = three_servers_behind_dns();
     let fin = Client::start(&[&target, "--rounds", "10", "--lb", "pick_first"]).finish();
     assert_eq!(fin.rpcs, 100);
     assert_eq!(fin.by_server.len(), 1, "{fin:?}");
