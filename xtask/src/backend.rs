@@ -14,6 +14,8 @@ pub struct ClientStream {
 }
 
 pub trait Backend {
+    /// How often the client reports; a phase is measured in these steps.
+    fn interval(&self) -> std::time::Duration;
     /// Deploys the scenario's servers, Services and routes.
     async fn setup(&mut self, scenario: &Scenario) -> anyhow::Result<()>;
     /// Puts the phase's mesh (or none) between client and servers.

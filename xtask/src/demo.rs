@@ -7,7 +7,6 @@ use hello_apps::client::Summary;
 
 use crate::{
     backend::{Backend, ClientStream},
-    local::INTERVAL_MS,
     measure::{self, Report},
     scenario::{Action, Client, Mesh, Phase, Scenario},
     table,
@@ -142,9 +141,8 @@ async fn collect<B: Backend>(
         next().await?;
     }
     let mut out: Vec<Summary> = Vec::new();
-    let target_intervals = (phase.measure.as_millis() as u64)
-        .div_ceil(INTERVAL_MS)
-        .max(1) as usize;
+    let interval = backend.interval().as_millis().max(1);
+    let target_intervals = phase.measure.as_millis().div_ceil(interval).max(1) as usize;
     loop {
         let done = match measure {
             Measure::Scenario => out.len() >= target_intervals,
@@ -188,12 +186,14 @@ pub fn main(flags: &crate::flags::Demo) -> anyhow::Result<()> {
     let scenario = crate::scenario::get(&flags.scenario)?;
     if !flags.local {
         if flags.dry_run {
-            print!("{}", cluster_plan(&scenario, flags.context.as_deref())?);
+            print!(
+                "{}",
+                cluster_plan(&scenario, &flags.cluster, flags.context.as_deref())?
+            );
             return Ok(());
         }
-        bail!(
-            "demos on the kind cluster are not built yet: add --local to run on the local twin, or --dry-run to see the cluster plan"
-        );
+        let report = run_cluster(&scenario, flags)?;
+        return print(&report, &scenario, flags.json);
     }
     let profile = if flags.debug {
         crate::project::Profile::Debug
@@ -245,9 +245,77 @@ pub fn run_local(
     })
 }
 
+/// Runs a scenario on the cluster: the harness's kind cluster, or the context named with
+/// `--context`. Checks the context and Istio first, then builds the images (cached) and loads them
+/// into kind; the scenario's namespace goes at the end (on success, error or Ctrl-C) unless `--keep`.
+pub fn run_cluster(scenario: &Scenario, flags: &crate::flags::Demo) -> anyhow::Result<Report> {
+    use crate::cluster::{kube, objects};
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let cluster = runtime.block_on(kube::connect(&flags.cluster, flags.context.as_deref()))?;
+    let version = runtime.block_on(cluster.server_version())?;
+    progress(&format!(
+        "kube context {} (kubernetes {version})",
+        cluster.context
+    ));
+    if scenario.phases.iter().any(|p| p.mesh == Mesh::Sidecar)
+        && !runtime.block_on(cluster.deployment_exists("istio-system", "istiod"))?
+    {
+        bail!(
+            "istio is not installed in kube context {}: run `cargo xtask up-istio` first",
+            cluster.context
+        );
+    }
+    let sh = crate::project::shell()?;
+    progress("building the app images (cached when nothing changed)");
+    let built = crate::images::build(&sh, false)?;
+    match cluster.context.strip_prefix("kind-") {
+        Some(kind) => {
+            progress(&format!("loading the images into the kind cluster {kind}"));
+            crate::images::load_into_kind(&sh, &built, kind)?;
+        }
+        None => eprintln!(
+            "warning: {} is not a kind context: its nodes must be able to pull {} and {}",
+            cluster.context,
+            built.server.reference(),
+            built.client.reference()
+        ),
+    }
+    let images = objects::Images {
+        server: built.server.reference(),
+        client: built.client.reference(),
+        envoy: crate::versions::ENVOY_IMAGE.into(),
+    };
+    runtime.block_on(async {
+        let mut backend = crate::kind::Kind::new(
+            cluster,
+            images,
+            crate::kind::Deadlines::default(),
+            flags.keep,
+        );
+        let mut signals = crate::process::Signals::new()?;
+        let result = tokio::select! {
+            r = run(&mut backend, scenario, Measure::Scenario, "kind") => r,
+            interrupted = signals.recv() => Err(anyhow::Error::new(interrupted)),
+        };
+        let cleaned = backend.teardown().await;
+        match (result, cleaned) {
+            (Ok(report), Ok(())) => Ok(report),
+            (Err(err), Ok(())) => Err(err),
+            (Ok(_), Err(err)) => {
+                Err(err.context("the demo ran, but its namespace was not deleted"))
+            }
+            (Err(err), Err(cleanup)) => {
+                eprintln!("warning: {cleanup:#}");
+                Err(err)
+            }
+        }
+    })
+}
+
 /// What a demo does on the kind cluster, step by step (`demo <scenario> --dry-run`).
 pub fn cluster_plan(
     scenario: &Scenario,
+    cluster: &str,
     context: Option<&str>,
 ) -> anyhow::Result<crate::plan::Plan> {
     use crate::{
@@ -262,16 +330,25 @@ pub fn cluster_plan(
     let ns = objects::namespace(scenario.name);
     let mut steps = vec![Step::Note(format!(
         "acts on the kube context {}; needs `cargo xtask up{}` first",
-        context.map_or_else(
-            || format!("kind-{}", crate::versions::CLUSTER_NAME),
-            str::to_owned
-        ),
+        context.map_or_else(|| format!("kind-{cluster}"), str::to_owned),
         if scenario.phases.iter().any(|p| p.mesh == Mesh::Sidecar) {
             "-istio"
         } else {
             ""
         }
     ))];
+    steps.push(Step::BuildImages);
+    match context.map_or(Some(cluster), |c| c.strip_prefix("kind-")) {
+        Some(kind) => steps.push(Step::LoadImages {
+            cluster: kind.to_owned(),
+        }),
+        None => steps.push(Step::Note(
+            "not a kind context: its nodes must be able to pull the images".into(),
+        )),
+    }
+    steps.push(Step::Note(format!(
+        "delete namespace {ns} if an earlier run left it"
+    )));
     steps.push(Step::Apply {
         why: format!("the {} scenario", scenario.name),
         objects: objects::base(scenario, &images)?,
@@ -359,5 +436,8 @@ pub fn cluster_plan(
             humantime::format_duration(phase.measure)
         )));
     }
+    steps.push(Step::Note(format!(
+        "delete namespace {ns} and wait until it is gone (kept with --keep)"
+    )));
     Ok(Plan(steps))
 }

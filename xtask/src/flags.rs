@@ -38,6 +38,8 @@ pub enum XtaskCmd {
     UpIstio(UpIstio),
     /// Deletes the harness's kind cluster, and nothing else
     Down(Down),
+    /// The cluster, the pinned versions, the tools, and what the demos have deployed
+    Status(Status),
     /// Prints the objects a scenario applies to a cluster, as YAML for kubectl
     Manifests(Manifests),
 }
@@ -53,6 +55,10 @@ pub struct Up {
     /// Print every command and object instead of running and applying them
     #[arg(long)]
     pub dry_run: bool,
+    /// Install into this existing cluster's kube context instead of creating the kind cluster
+    /// (no kind create, no kind load: the images must reach its nodes some other way)
+    #[arg(long)]
+    pub context: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -96,7 +102,23 @@ pub struct Demo {
     /// Print what the demo would apply and do on the cluster, step by step
     #[arg(long)]
     pub dry_run: bool,
-    /// Act on this kube context instead of the harness's own kind-grpc-mesh-lab
+    /// Act on this kube context instead of the harness's own kind-<cluster>
+    #[arg(long)]
+    pub context: Option<String>,
+    /// The harness's kind cluster (its kube context is kind-<name>)
+    #[arg(long, default_value = crate::versions::CLUSTER_NAME)]
+    pub cluster: String,
+    /// Leave the scenario's namespace on the cluster at the end, to look around with kubectl
+    #[arg(long, conflicts_with = "local")]
+    pub keep: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct Status {
+    /// The harness's kind cluster (its kube context is kind-<name>)
+    #[arg(long, default_value = crate::versions::CLUSTER_NAME)]
+    pub cluster: String,
+    /// Look at this kube context instead of the harness's own kind-<cluster>
     #[arg(long)]
     pub context: Option<String>,
 }

@@ -102,6 +102,16 @@ pub fn build(sh: &Shell, dry_run: bool) -> Result<Images> {
     }
 }
 
+/// Loads both images into the nodes of the kind cluster `cluster` (kind skips an image a node has).
+pub fn load_into_kind(sh: &Shell, images: &Images, cluster: &str) -> Result<()> {
+    for reference in [images.server.reference(), images.client.reference()] {
+        cmd!(sh, "kind load docker-image {reference} --name {cluster}")
+            .run()
+            .with_context(|| format!("cannot load {reference} into the kind cluster {cluster}"))?;
+    }
+    Ok(())
+}
+
 /// The commands [`build`] runs on this host, in order, with [`TAG_PLACEHOLDER`] for the tags.
 pub fn plan() -> Vec<String> {
     let mut steps = Vec::new();

@@ -90,6 +90,10 @@ impl Drop for KillOnDrop {
 }
 
 impl Backend for Local {
+    fn interval(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(INTERVAL_MS)
+    }
+
     async fn setup(&mut self, scenario: &Scenario) -> anyhow::Result<()> {
         let spec = TwinSpec {
             server_bin: self.server_bin.clone(),

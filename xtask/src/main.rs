@@ -13,6 +13,7 @@ mod flags;
 mod hello;
 #[allow(dead_code)]
 mod images;
+mod kind;
 mod local;
 mod manifests;
 mod measure;
@@ -20,6 +21,7 @@ mod plan;
 mod process;
 mod project;
 mod scenario;
+mod status;
 mod table;
 #[cfg(test)]
 mod tidy;
@@ -40,6 +42,7 @@ fn main() -> ExitCode {
             up::main(&up::Options::from(&cmd.up, Some(cmd.istio_version.clone())))
         }
         flags::XtaskCmd::Down(cmd) => down::main(&cmd),
+        flags::XtaskCmd::Status(cmd) => status::main(&cmd),
         flags::XtaskCmd::Manifests(cmd) => manifests::main(&cmd),
     };
     result.map_or_else(report, |()| ExitCode::SUCCESS)

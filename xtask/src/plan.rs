@@ -149,11 +149,7 @@ pub async fn execute(
                     Some(images) => images,
                     None => anyhow::bail!("the images must be built before they are loaded"),
                 };
-                for reference in [built.server.reference(), built.client.reference()] {
-                    xshell::cmd!(sh, "kind load docker-image {reference} --name {cluster}")
-                        .run()
-                        .with_context(|| format!("cannot load {reference} into kind"))?;
-                }
+                crate::images::load_into_kind(sh, built, cluster)?;
             }
             Step::Apply { objects, .. } => {
                 connect(&mut kube, cluster, context)

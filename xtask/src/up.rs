@@ -21,6 +21,8 @@ pub struct Options {
     /// `Some(version)` for up-istio.
     pub istio: Option<String>,
     pub dry_run: bool,
+    /// An existing cluster's context to install into, instead of the harness's kind cluster.
+    pub context: Option<String>,
 }
 
 impl Options {
@@ -30,6 +32,7 @@ impl Options {
             node_image: up.node_image.clone(),
             istio,
             dry_run: up.dry_run,
+            context: up.context.clone(),
         }
     }
 }
@@ -98,10 +101,17 @@ pub fn crd_names(objects: &[DynamicObject]) -> Vec<String> {
 
 /// The steps of `up` (and of `up-istio` when `options.istio` is set).
 pub fn plan(options: &Options, crds: Option<Vec<DynamicObject>>) -> Plan {
-    let context = format!("kind-{}", options.cluster);
+    let context = options
+        .context
+        .clone()
+        .unwrap_or_else(|| format!("kind-{}", options.cluster));
     let mut steps = vec![Step::Note(format!(
-        "checks first: docker is running, kind ({} or newer){}",
-        versions::KIND_VERSION,
+        "checks first: docker is running{}{}",
+        if options.context.is_none() {
+            format!(", kind ({} or newer)", versions::KIND_VERSION)
+        } else {
+            String::new()
+        },
         if options.istio.is_some() {
             ", istioctl (downloaded into .tools/ with its checksum when absent)"
         } else {
@@ -121,19 +131,29 @@ pub fn plan(options: &Options, crds: Option<Vec<DynamicObject>>) -> Plan {
     if let Some(image) = &options.node_image {
         create.extend(["--image", image]);
     }
-    steps.push(Step::Note(format!(
-        "kind create is skipped when the cluster {} exists; node image {}",
-        options.cluster,
-        options
-            .node_image
-            .as_deref()
-            .unwrap_or(versions::KIND_NODE_IMAGE)
-    )));
-    steps.push(Step::run("kind", &create));
-    steps.push(Step::BuildImages);
-    steps.push(Step::LoadImages {
-        cluster: options.cluster.clone(),
-    });
+    match &options.context {
+        None => {
+            steps.push(Step::Note(format!(
+                "kind create is skipped when the cluster {} exists; node image {}",
+                options.cluster,
+                options
+                    .node_image
+                    .as_deref()
+                    .unwrap_or(versions::KIND_NODE_IMAGE)
+            )));
+            steps.push(Step::run("kind", &create));
+            steps.push(Step::BuildImages);
+            steps.push(Step::LoadImages {
+                cluster: options.cluster.clone(),
+            });
+        }
+        Some(context) => {
+            steps.push(Step::Note(format!(
+                "installs into the existing cluster of kube context {context}: no kind cluster is created, and the images are built but not loaded (its nodes must be able to pull them)"
+            )));
+            steps.push(Step::BuildImages);
+        }
+    }
     match crds {
         Some(objects) => {
             let names = crd_names(&objects);
@@ -186,8 +206,15 @@ pub fn plan(options: &Options, crds: Option<Vec<DynamicObject>>) -> Plan {
 }
 
 /// Checks the tools a plan needs, up front, with how to get each.
-pub fn check_tools(sh: &Shell, istio: Option<&str>) -> anyhow::Result<Option<PathBuf>> {
+pub fn check_tools(
+    sh: &Shell,
+    istio: Option<&str>,
+    needs_kind: bool,
+) -> anyhow::Result<Option<PathBuf>> {
     crate::images::docker_available(sh)?;
+    if !needs_kind {
+        return istio.map(|v| istioctl(sh, v)).transpose();
+    }
     let kind = cmd!(sh, "kind version").quiet().ignore_stderr().read().map_err(|_| {
         anyhow::anyhow!("kind not found: install kind {} or newer (https://kind.sigs.k8s.io/docs/user/quick-start/#installation)", versions::KIND_VERSION)
     })?;
@@ -281,13 +308,20 @@ pub fn main(options: &Options) -> anyhow::Result<()> {
         print!("{plan}");
         return Ok(());
     }
-    let istioctl = check_tools(&sh, options.istio.as_deref())?;
     let runtime = tokio::runtime::Runtime::new()?;
+    if let Some(context) = &options.context {
+        // The named context must exist before anything is built or installed.
+        runtime.block_on(crate::cluster::kube::connect(
+            &options.cluster,
+            Some(context),
+        ))?;
+    }
+    let istioctl = check_tools(&sh, options.istio.as_deref(), options.context.is_none())?;
     runtime.block_on(crate::plan::execute(
         &sh,
         &plan,
         &options.cluster,
-        None,
+        options.context.as_deref(),
         istioctl.as_deref(),
     ))?;
     if crd_step_missing(&plan) {
@@ -308,14 +342,17 @@ pub fn main(options: &Options) -> anyhow::Result<()> {
             &sh,
             &rest,
             &options.cluster,
-            None,
+            options.context.as_deref(),
             istioctl.as_deref(),
         ))?;
     }
-    eprintln!(
-        "==> cluster {} is up (context kind-{})",
-        options.cluster, options.cluster
-    );
+    match &options.context {
+        None => eprintln!(
+            "==> cluster {} is up (context kind-{})",
+            options.cluster, options.cluster
+        ),
+        Some(context) => eprintln!("==> installed into kube context {context}"),
+    }
     Ok(())
 }
 

@@ -134,17 +134,80 @@ fn the_httproute_plan_checks_the_sidecar_before_measuring_and_applies_each_weigh
     );
 }
 
+/// A kubeconfig whose only context (the current one) is somebody's production cluster.
+fn foreign_kubeconfig(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("gml-plans-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("config");
+    std::fs::write(
+        &path,
+        "apiVersion: v1\nkind: Config\ncurrent-context: prod-eu\n\
+         clusters: [{name: prod-eu, cluster: {server: 'https://127.0.0.1:1'}}]\n\
+         users: [{name: prod-eu, user: {}}]\n\
+         contexts: [{name: prod-eu, context: {cluster: prod-eu, user: prod-eu}}]\n",
+    )
+    .unwrap();
+    path
+}
+
 #[test]
-fn a_demo_on_the_cluster_without_dry_run_says_what_works_instead() {
+fn a_demo_on_the_cluster_refuses_the_current_context_when_it_is_not_the_harness_s() {
     let out = Command::new(XTASK)
         .args(["demo", "clusterip"])
+        .env("KUBECONFIG", foreign_kubeconfig("demo"))
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        err.trim(),
+        "xtask: error: kube context kind-grpc-mesh-lab not found: create the cluster with `cargo xtask up`"
+    );
+}
+
+#[test]
+fn a_named_context_that_does_not_exist_is_refused_before_anything_is_built() {
+    let out = Command::new(XTASK)
+        .args(["up-istio", "--context", "staging"])
+        .env("KUBECONFIG", foreign_kubeconfig("up"))
+        .current_dir(root())
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("add --local") && err.contains("--dry-run"),
+        err.trim()
+            .starts_with("xtask: error: kube context staging not found in "),
         "{err}"
     );
     assert_eq!(err.trim().lines().count(), 1, "{err}");
+}
+
+#[test]
+fn up_istio_into_a_named_context_skips_kind_and_installs_crds_then_istio_there() {
+    let plan = dry_run(&["up-istio", "--dry-run", "--context", "staging"]);
+    assert!(!plan.contains("run: kind"), "{plan}");
+    assert!(plan.contains("--context staging"), "{plan}");
+    golden("up-istio-context", &plan);
+}
+
+#[test]
+fn status_without_the_cluster_reports_the_pinned_versions_and_what_is_missing() {
+    let out = Command::new(XTASK)
+        .args(["status"])
+        .env("KUBECONFIG", foreign_kubeconfig("status"))
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("istio         1.30.5"), "{text}");
+    assert!(text.contains("gateway api   v1.5.1"), "{text}");
+    assert!(
+        text.contains(
+            "not reachable: kube context kind-grpc-mesh-lab not found: create the cluster with `cargo xtask up`"
+        ),
+        "{text}"
+    );
 }

@@ -11,7 +11,9 @@ use serde_json::{Value, json};
 pub const PROXY_PORT: u16 = 50051;
 /// The static sidecar's listener, on the client pod's loopback.
 pub const SIDECAR_PORT: u16 = 15001;
-/// Envoy's admin interface, on the pod's loopback only.
+/// Envoy's admin interface: on the static sidecar's loopback only; on the proxies' pod address,
+/// where the demo reads their request counts through the API server's pod proxy. The demo's
+/// namespace holds nothing else, and nothing outside the cluster reaches a pod address.
 pub const ADMIN_PORT: u16 = 15000;
 /// How often `STRICT_DNS` clusters resolve their Service again.
 pub const DNS_REFRESH_RATE: &str = "1s";
@@ -35,6 +37,7 @@ pub struct Upstream {
 pub fn proxy(upstream: &Upstream) -> Value {
     bootstrap(
         "0.0.0.0",
+        "0.0.0.0",
         PROXY_PORT,
         json!({ "cluster": upstream.name }),
         std::slice::from_ref(upstream),
@@ -51,15 +54,16 @@ pub fn sidecar(upstreams: &[(Upstream, u32)]) -> Value {
     let upstreams: Vec<Upstream> = upstreams.iter().map(|(u, _)| u.clone()).collect();
     bootstrap(
         "127.0.0.1",
+        "127.0.0.1",
         SIDECAR_PORT,
         json!({ "weighted_clusters": { "clusters": clusters } }),
         &upstreams,
     )
 }
 
-fn bootstrap(address: &str, port: u16, route: Value, upstreams: &[Upstream]) -> Value {
+fn bootstrap(admin: &str, address: &str, port: u16, route: Value, upstreams: &[Upstream]) -> Value {
     json!({
-        "admin": { "address": socket_address("127.0.0.1", ADMIN_PORT) },
+        "admin": { "address": socket_address(admin, ADMIN_PORT) },
         "static_resources": {
             "listeners": [listener(address, port, route)],
             "clusters": upstreams.iter().map(strict_dns_cluster).collect::<Vec<_>>()
@@ -163,7 +167,7 @@ mod tests {
         );
         assert_eq!(
             b["admin"]["address"]["socket_address"],
-            json!({ "address": "127.0.0.1", "port_value": 15000 })
+            json!({ "address": "0.0.0.0", "port_value": 15000 })
         );
     }
 
@@ -183,6 +187,10 @@ mod tests {
         );
         let clusters = b["static_resources"]["clusters"].as_array().unwrap();
         assert_eq!(clusters.len(), 2);
+        assert_eq!(
+            b["admin"]["address"]["socket_address"],
+            json!({ "address": "127.0.0.1", "port_value": 15000 })
+        );
         assert_eq!(
             clusters[1]["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
                 ["socket_address"]["address"],

@@ -35,7 +35,7 @@ use k8s_openapi::{
 use tokio::io::AsyncReadExt as _;
 
 #[cfg(test)]
-mod mock;
+pub mod mock;
 #[cfg(test)]
 mod tests;
 
@@ -348,14 +348,36 @@ impl Cluster {
         selector: &str,
         container: &str,
     ) -> anyhow::Result<impl Stream<Item = anyhow::Result<String>> + Send + use<>> {
+        let pod = self.pick_pod(namespace, selector).await?;
+        self.follow_pod_logs(namespace, &pod, container).await
+    }
+
+    /// The pod matching `selector` that logs are read from: not terminating, running pods first, then the
+    /// newest, then by name.
+    pub async fn pick_pod(&self, namespace: &str, selector: &str) -> anyhow::Result<String> {
         let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
         let mut pods = self.list_pods(&api, namespace, selector).await?;
         pods.retain(|p| p.metadata.deletion_timestamp.is_none());
-        pods.sort_by_key(|p| (!is_running(p), p.name_any()));
-        let pod = pods
-            .first()
+        pods.sort_by_key(|p| {
+            (
+                !is_running(p),
+                std::cmp::Reverse(p.metadata.creation_timestamp.clone()),
+                p.name_any(),
+            )
+        });
+        pods.first()
             .map(ResourceExt::name_any)
-            .with_context(|| format!("no pod matches {selector} in namespace {namespace}"))?;
+            .with_context(|| format!("no pod matches {selector} in namespace {namespace}"))
+    }
+
+    /// Lines of one pod's container logs, following, from the start.
+    pub async fn follow_pod_logs(
+        &self,
+        namespace: &str,
+        pod: &str,
+        container: &str,
+    ) -> anyhow::Result<impl Stream<Item = anyhow::Result<String>> + Send + use<>> {
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
         let params = LogParams {
             container: Some(container.to_owned()),
             follow: true,
@@ -363,7 +385,7 @@ impl Cluster {
         };
         let what = format!("logs of {namespace}/{pod} container {container}");
         let lines = api
-            .log_stream(&pod, &params)
+            .log_stream(pod, &params)
             .await
             .map_err(api_error)
             .with_context(|| format!("follow {what}"))?
@@ -371,17 +393,52 @@ impl Cluster {
         Ok(lines.map(move |line| line.with_context(|| format!("read {what}"))))
     }
 
-    /// Names of the pods matching `selector` (a label selector), sorted.
+    /// Names of the pods matching `selector` (a label selector) that are not terminating, sorted.
     pub async fn pod_names(&self, namespace: &str, selector: &str) -> anyhow::Result<Vec<String>> {
         let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
         let mut names: Vec<String> = self
             .list_pods(&api, namespace, selector)
             .await?
             .iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
             .map(ResourceExt::name_any)
             .collect();
         names.sort();
         Ok(names)
+    }
+
+    /// A plain-text GET of `path` on a pod's `port`, through the API server's pod proxy (what
+    /// `kubectl get --raw /api/v1/namespaces/<ns>/pods/<pod>:<port>/proxy/<path>` does).
+    pub async fn pod_http_get(
+        &self,
+        namespace: &str,
+        pod: &str,
+        port: u16,
+        path: &str,
+    ) -> anyhow::Result<String> {
+        let uri = format!(
+            "/api/v1/namespaces/{namespace}/pods/{pod}:{port}/proxy/{}",
+            path.trim_start_matches('/')
+        );
+        let request = http::Request::get(&uri)
+            .body(Vec::new())
+            .with_context(|| format!("build a request for {uri}"))?;
+        self.client
+            .request_text(request)
+            .await
+            .map_err(api_error)
+            .with_context(|| format!("get {path} from {namespace}/{pod} port {port}"))
+    }
+
+    /// Whether a Deployment exists (e.g. `istio-system/istiod`).
+    pub async fn deployment_exists(&self, namespace: &str, name: &str) -> anyhow::Result<bool> {
+        let api: Api<Deployment> = Api::namespaced(self.client.clone(), namespace);
+        Ok(api
+            .get_opt(name)
+            .await
+            .map_err(api_error)
+            .with_context(|| format!("get deployment {namespace}/{name}"))?
+            .is_some())
     }
 
     async fn list_pods(
@@ -508,6 +565,77 @@ impl Cluster {
                 seconds(deadline)
             ),
         }
+    }
+
+    /// The `gateway.networking.k8s.io/bundle-version` of an installed CRD (`None`: not installed, or no such
+    /// annotation).
+    pub async fn crd_bundle_version(&self, name: &str) -> anyhow::Result<Option<String>> {
+        let api: Api<CustomResourceDefinition> = Api::all(self.client.clone());
+        let crd = api
+            .get_opt(name)
+            .await
+            .map_err(api_error)
+            .with_context(|| format!("get crd {name}"))?;
+        Ok(crd.map(|c| {
+            c.annotations()
+                .get("gateway.networking.k8s.io/bundle-version")
+                .cloned()
+                .unwrap_or_else(|| "(no bundle version)".to_owned())
+        }))
+    }
+
+    /// The image of a Deployment's first container (`None`: no such Deployment).
+    pub async fn deployment_image(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> anyhow::Result<Option<String>> {
+        let api: Api<Deployment> = Api::namespaced(self.client.clone(), namespace);
+        let found = api
+            .get_opt(name)
+            .await
+            .map_err(api_error)
+            .with_context(|| format!("get deployment {namespace}/{name}"))?;
+        Ok(found.map(|d| {
+            d.spec
+                .and_then(|s| s.template.spec)
+                .and_then(|s| s.containers.into_iter().next())
+                .and_then(|c| c.image)
+                .unwrap_or_default()
+        }))
+    }
+
+    /// The namespaces this harness owns (label `app.kubernetes.io/part-of=grpc-mesh-lab`), sorted.
+    pub async fn owned_namespaces(&self) -> anyhow::Result<Vec<String>> {
+        let api: Api<Namespace> = Api::all(self.client.clone());
+        let list = api
+            .list(&ListParams::default().labels(&format!("{PART_OF_KEY}={PART_OF_VALUE}")))
+            .await
+            .map_err(api_error)
+            .context("list namespaces")?;
+        let mut names: Vec<String> = list.items.iter().map(ResourceExt::name_any).collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// The Deployments of a namespace with their (ready, wanted) replicas, sorted by name.
+    pub async fn deployments(&self, namespace: &str) -> anyhow::Result<Vec<(String, i32, i32)>> {
+        let api: Api<Deployment> = Api::namespaced(self.client.clone(), namespace);
+        let list = api
+            .list(&ListParams::default())
+            .await
+            .map_err(api_error)
+            .with_context(|| format!("list deployments in namespace {namespace}"))?;
+        let mut out: Vec<(String, i32, i32)> = list
+            .items
+            .iter()
+            .map(|d| {
+                let (ready, wanted) = replicas_ready(d);
+                (d.name_any(), ready, wanted)
+            })
+            .collect();
+        out.sort();
+        Ok(out)
     }
 
     /// The API server's version, e.g. `v1.35.0`.

@@ -98,7 +98,7 @@ const METRICS_PORT_NAME: &str = "metrics";
 /// request), not as opaque TCP.
 const GRPC_APP_PROTOCOL: &str = "grpc";
 /// kind's cluster domain: the static Envoys resolve fully qualified names.
-const CLUSTER_DOMAIN: &str = "cluster.local";
+pub const CLUSTER_DOMAIN: &str = "cluster.local";
 
 /// The seed's max connection age and grace. The local twin uses shorter ones (see
 /// `scenario.rs`) so that its demo takes seconds; on the cluster a scale-up takes longer than
@@ -108,8 +108,9 @@ const CLUSTER_MAX_CONNECTION_AGE_GRACE: &str = "20s";
 
 /// Above the servers' drain timeout (25s), so that a drain ends before SIGKILL.
 const SERVER_TERMINATION_GRACE_SECONDS: i64 = 30;
-/// The client's summaries, one per second (as the local twin's, in JSON).
-const CLIENT_INTERVAL: &str = "1s";
+/// How often the client prints a JSON summary (the local twin's report four times a second; on a
+/// cluster the logs travel through the API server, and once a second is plenty).
+pub const CLIENT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The apps' images are static binaries; they run as the conventional unprivileged `nonroot`.
 const APP_UID: i64 = 65532;
@@ -242,7 +243,8 @@ pub fn to_yaml(objects: &[DynamicObject]) -> anyhow::Result<String> {
     Ok(docs.join("---\n"))
 }
 
-fn client_name(mesh: Mesh) -> &'static str {
+/// The client Deployment of an arrangement: `client-mesh-on` or `client-mesh-off`.
+pub fn client_name(mesh: Mesh) -> &'static str {
     if mesh.is_on() {
         CLIENT_MESH_ON
     } else {
@@ -506,6 +508,20 @@ fn services(scenario: &Scenario) -> Vec<Service> {
     services
 }
 
+/// The scenario's Services as the mesh model names them (no endpoints): what the route objects'
+/// references resolve against.
+pub fn mesh_services(scenario: &Scenario) -> Vec<mesh::model::Service> {
+    services(scenario)
+        .iter()
+        .map(|s| mesh::model::Service {
+            name: s.metadata.name.clone().unwrap_or_default(),
+            namespace: namespace(scenario.name),
+            port: GRPC_PORT,
+            endpoints: Vec::new(),
+        })
+        .collect()
+}
+
 /// What a static Envoy resolves for a headless Service of the namespace.
 fn upstream(service: &str, ns: &str, port: u16) -> Upstream {
     Upstream {
@@ -608,7 +624,9 @@ fn proxy_deployment(ns: &str, replicas: u32, config_hash: &str, images: &Images)
 }
 
 /// The scenario's route objects, typed, in the demo namespace and labelled, with `weights`.
-fn route_objects(
+/// The scenario's route objects (none without a route file), in the demo namespace, with these
+/// weights applied by backend Service name.
+pub fn route_objects(
     scenario: &Scenario,
     weights: Option<&[(&str, u32)]>,
 ) -> anyhow::Result<Vec<RouteObject>> {
@@ -740,7 +758,7 @@ fn client_deployment(
             "--output",
             "json",
             "--interval",
-            CLIENT_INTERVAL,
+            &humantime::format_duration(CLIENT_INTERVAL).to_string(),
             "--lb",
             client.lb,
             "--method",

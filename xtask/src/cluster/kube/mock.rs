@@ -38,6 +38,9 @@ pub enum Reply {
     Echo,
     /// A watch: these events, one JSON object a line, then the response stays open, as a quiet watch does.
     Events(Vec<Value>),
+    /// Status 200 and these lines, one every `every` (a followed log of a running container), then the
+    /// response stays open.
+    Paced(Vec<String>, std::time::Duration),
 }
 
 /// One request the mock was sent.
@@ -97,11 +100,18 @@ impl Recorded {
 struct Route {
     method: &'static str,
     path: String,
+    /// A query pair the request must carry too.
+    query: Option<(String, String)>,
     reply: Reply,
 }
 
 impl Route {
-    fn matches(&self, method: &str, path: &str) -> bool {
+    fn matches(&self, method: &str, path: &str, query: &[(String, String)]) -> bool {
+        if let Some(pair) = &self.query
+            && !query.contains(pair)
+        {
+            return false;
+        }
         let path_matches = match self.path.strip_suffix("/*") {
             Some(prefix) => path
                 .strip_prefix(prefix)
@@ -209,6 +219,25 @@ impl Mock {
         let route = Route {
             method,
             path: path.to_owned(),
+            query: None,
+            reply,
+        };
+        self.state.lock().unwrap().routes.push(route);
+        self
+    }
+
+    /// Adds a route for requests that also carry the query pair `key=value` (e.g. a `labelSelector`).
+    pub fn on_query(
+        &self,
+        method: &'static str,
+        path: &str,
+        (key, value): (&str, &str),
+        reply: Reply,
+    ) -> &Self {
+        let route = Route {
+            method,
+            path: path.to_owned(),
+            query: Some((key.to_owned(), value.to_owned())),
             reply,
         };
         self.state.lock().unwrap().routes.push(route);
@@ -359,7 +388,7 @@ async fn respond(
             .routes
             .iter()
             .rev()
-            .find(|r| r.matches(method, &recorded.path))
+            .find(|r| r.matches(method, &recorded.path, &recorded.query))
             .map(|r| r.reply.clone());
         let line = format!("{method} {}", recorded.path);
         state.requests.push(recorded);
@@ -385,6 +414,17 @@ async fn respond(
             let endless = futures::stream::iter(frames).chain(futures::stream::pending());
             Response::builder()
                 .header(http::header::CONTENT_TYPE, "application/json")
+                .body(StreamBody::new(endless).boxed_unsync())
+                .unwrap()
+        }
+        Reply::Paced(lines, every) => {
+            let paced = futures::stream::iter(lines).then(move |line| async move {
+                tokio::time::sleep(every).await;
+                Ok(Frame::data(Bytes::from(format!("{line}\n"))))
+            });
+            let endless = paced.chain(futures::stream::pending());
+            Response::builder()
+                .header(http::header::CONTENT_TYPE, "text/plain")
                 .body(StreamBody::new(endless).boxed_unsync())
                 .unwrap()
         }
