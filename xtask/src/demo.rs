@@ -89,6 +89,7 @@ pub async fn run<B: Backend>(
             &backend.servers(),
         );
         result.weights = weights.clone();
+        result.changes = phase.actions.iter().map(describe).collect();
         result.by_proxy = proxies_after.map(|after| {
             after
                 .into_iter()
@@ -112,6 +113,7 @@ pub async fn run<B: Backend>(
     Ok(Report {
         scenario: scenario.name.to_owned(),
         backend: backend_name,
+        interval_ms: backend.interval().as_millis() as u64,
         phases,
     })
 }
@@ -171,13 +173,22 @@ pub fn progress(line: &str) {
     eprintln!("==> {line}");
 }
 
-/// Prints the report: a table, or the JSON document alone.
-pub fn print(report: &Report, scenario: &Scenario, json: bool) -> anyhow::Result<()> {
+/// Prints the report (a table, or the JSON document alone on stdout), then writes the HTML report into
+/// `dir` (default: `target/reports/<scenario>-<time>`) and names it on stderr.
+pub fn print(
+    report: &Report,
+    scenario: &Scenario,
+    json: bool,
+    dir: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
     if json {
         println!("{}", serde_json::to_string_pretty(report)?);
     } else {
         print!("{}", table::render(report, scenario));
     }
+    let dir = dir.map_or_else(|| crate::report::default_dir(scenario.name), Into::into);
+    let path = crate::report::write(report, scenario, &dir)?;
+    eprintln!("==> report: {}", path.display());
     Ok(())
 }
 
@@ -193,7 +204,7 @@ pub fn main(flags: &crate::flags::Demo) -> anyhow::Result<()> {
             return Ok(());
         }
         let report = run_cluster(&scenario, flags)?;
-        return print(&report, &scenario, flags.json);
+        return print(&report, &scenario, flags.json, flags.report.as_deref());
     }
     let profile = if flags.debug {
         crate::project::Profile::Debug
@@ -201,7 +212,7 @@ pub fn main(flags: &crate::flags::Demo) -> anyhow::Result<()> {
         crate::project::Profile::Release
     };
     let report = run_local(&scenario, profile, Measure::Scenario, None)?;
-    print(&report, &scenario, flags.json)
+    print(&report, &scenario, flags.json, flags.report.as_deref())
 }
 
 /// Runs a scenario on the local twin, tearing everything down on success, error or Ctrl-C.

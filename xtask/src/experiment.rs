@@ -69,7 +69,7 @@ pub fn main(flags: &flags::Experiment) -> anyhow::Result<()> {
         crate::project::Profile::Release
     };
     let report = demo::run_local(&scenario, profile, measure, routes)?;
-    demo::print(&report, &scenario, flags.json)
+    demo::print(&report, &scenario, flags.json, flags.report.as_deref())
 }
 
 /// `v1=3,v2=2`: replicas per version.

@@ -111,6 +111,9 @@ pub struct Demo {
     /// Leave the scenario's namespace on the cluster at the end, to look around with kubectl
     #[arg(long, conflicts_with = "local")]
     pub keep: bool,
+    /// Write the HTML report into this directory [default: target/reports/<scenario>-<time>]
+    #[arg(long, value_name = "DIR")]
+    pub report: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -158,6 +161,9 @@ pub struct Experiment {
     /// Build and run the apps' debug binaries
     #[arg(long)]
     pub debug: bool,
+    /// Write the HTML report into this directory [default: target/reports/experiment-<time>]
+    #[arg(long, value_name = "DIR")]
+    pub report: Option<std::path::PathBuf>,
 }
 
 fn positive_duration(s: &str) -> Result<Duration, String> {

@@ -19,6 +19,7 @@ mod manifests;
 mod measure;
 mod plan;
 mod process;
+mod report;
 mod project;
 mod scenario;
 mod status;

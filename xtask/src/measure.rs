@@ -22,6 +22,9 @@ pub struct PhaseResult {
     pub weights: Option<BTreeMap<String, u32>>,
     pub jain: f64,
     pub latency_ms: Latency,
+    /// What the phase changed before it was measured (scale steps, weights), as the progress lines say it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<String>,
     /// RPCs by proxy, where the phase has proxies in front of the servers.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub by_proxy: Option<BTreeMap<String, u64>>,
@@ -42,6 +45,8 @@ pub struct Latency {
 pub struct Report {
     pub scenario: String,
     pub backend: &'static str,
+    /// How often the client reported: each phase's `intervals` are this far apart.
+    pub interval_ms: u64,
     pub phases: Vec<PhaseResult>,
 }
 
@@ -61,6 +66,7 @@ pub fn phase(name: &str, mesh: bool, intervals: Vec<Summary>, servers: &[String]
         weights: None,
         jain: 0.0,
         latency_ms: Latency::default(),
+        changes: Vec::new(),
         by_proxy: None,
         intervals: Vec::new(),
     };
