@@ -252,26 +252,7 @@ impl Twin {
         let have = self.pods.get(version).map_or(0, Vec::len) as u32;
         if replicas > have {
             for _ in have..replicas {
-                let host = self.next_pod_host;
-                if !POD_HOSTS.contains(&host) {
-                    return Err(TwinError::Config(format!(
-                        "the twin has room for {} pods",
-                        POD_HOSTS.len()
-                    )));
-                }
-                self.next_pod_host += 1;
-                let ordinal = self.next_ordinal.entry(version.to_owned()).or_default();
-                let name = format!("{SERVICE}-{version}-{ordinal}");
-                *ordinal += 1;
-                let pod = Pod::start(PodSpec {
-                    bin: &self.spec.server_bin,
-                    name,
-                    version: version.to_owned(),
-                    addr: SocketAddr::new(self.block.ip(host), PORT),
-                    env: self.spec.server_env.clone(),
-                    log_dir: &self.spec.work_dir,
-                })
-                .await?;
+                let pod = self.start_pod(version).await?;
                 self.pods.entry(version.to_owned()).or_default().push(pod);
             }
             self.publish().await
@@ -282,6 +263,79 @@ impl Twin {
             futures::future::join_all(removed.into_iter().map(|p| p.stop(POD_STOP_DEADLINE))).await;
             Ok(())
         }
+    }
+
+    /// Replaces every pod of a version, one at a time, as a Deployment's rolling update does with
+    /// max surge 1 and max unavailable 0: a new pod starts and joins the endpoints, then an old one
+    /// leaves them and drains (SIGTERM), and only then the next.
+    pub async fn rolling_restart(&mut self, version: &str) -> Result<(), TwinError> {
+        let old: Vec<String> = self
+            .pods
+            .get(version)
+            .map(|pods| pods.iter().map(|p| p.name.clone()).collect())
+            .unwrap_or_default();
+        if old.is_empty() {
+            return Err(TwinError::Config(format!(
+                "no pod of version {version} to restart"
+            )));
+        }
+        for name in old {
+            let pod = self.start_pod(version).await?;
+            self.pods.entry(version.to_owned()).or_default().push(pod);
+            self.publish().await?;
+            let pods = self.pods.entry(version.to_owned()).or_default();
+            let Some(i) = pods.iter().position(|p| p.name == name) else {
+                continue;
+            };
+            let retired = pods.remove(i);
+            self.publish().await?;
+            retired.stop(POD_STOP_DEADLINE).await;
+        }
+        Ok(())
+    }
+
+    /// Kills the oldest pod of a version with SIGKILL, under whatever load it has: no drain, its
+    /// connections reset. Then, as Kubernetes does once the pod is gone, it leaves the endpoints
+    /// and a replacement starts. Returns the killed pod's name.
+    pub async fn kill(&mut self, version: &str) -> Result<String, TwinError> {
+        let pods = self.pods.entry(version.to_owned()).or_default();
+        if pods.is_empty() {
+            return Err(TwinError::Config(format!(
+                "no pod of version {version} to kill"
+            )));
+        }
+        let victim = pods.remove(0);
+        let name = victim.name.clone();
+        victim.kill().await;
+        self.publish().await?;
+        let pod = self.start_pod(version).await?;
+        self.pods.entry(version.to_owned()).or_default().push(pod);
+        self.publish().await?;
+        Ok(name)
+    }
+
+    /// Starts one more pod of a version, with the next free address and name.
+    async fn start_pod(&mut self, version: &str) -> Result<Pod, TwinError> {
+        let host = self.next_pod_host;
+        if !POD_HOSTS.contains(&host) {
+            return Err(TwinError::Config(format!(
+                "the twin has room for {} pods",
+                POD_HOSTS.len()
+            )));
+        }
+        self.next_pod_host += 1;
+        let ordinal = self.next_ordinal.entry(version.to_owned()).or_default();
+        let name = format!("{SERVICE}-{version}-{ordinal}");
+        *ordinal += 1;
+        Ok(Pod::start(PodSpec {
+            bin: &self.spec.server_bin,
+            name,
+            version: version.to_owned(),
+            addr: SocketAddr::new(self.block.ip(host), PORT),
+            env: self.spec.server_env.clone(),
+            log_dir: &self.spec.work_dir,
+        })
+        .await?)
     }
 
     /// Sets the route objects in force; returns the warnings about them.

@@ -57,6 +57,17 @@ pub async fn run<B: Backend>(
             .set_mesh(phase.mesh)
             .await
             .with_context(|| format!("phase {:?}: cannot set the mesh", phase.name))?;
+        if phase.under_load {
+            // The load comes first: the changes happen while the client is busy.
+            if client.is_none() {
+                let stream = backend.start_client(&phase.client, phase.mesh).await?;
+                client = Some((phase.client.clone(), phase.mesh, stream));
+            }
+            let (_, _, stream) = client.as_mut().expect("started above");
+            next_summary(stream, phase.name).await?;
+            while stream.summaries.try_recv().is_ok() {}
+            progress("  under load");
+        }
         for action in &phase.actions {
             progress(&format!("  {}", describe(action)));
             backend
@@ -80,7 +91,14 @@ pub async fn run<B: Backend>(
         }
         let (_, _, stream) = client.as_mut().expect("started above");
         let proxies_before = backend.proxy_counts().await?;
-        let intervals = collect(stream, backend, phase, measure, !restart).await?;
+        let start = if phase.under_load {
+            Start::UnderLoad
+        } else if restart {
+            Start::Fresh
+        } else {
+            Start::Running
+        };
+        let intervals = collect(stream, backend, phase, measure, start).await?;
         let proxies_after = backend.proxy_counts().await?;
         let mut result = measure::phase(
             phase.name,
@@ -118,42 +136,64 @@ pub async fn run<B: Backend>(
     })
 }
 
-/// Reads the client's summaries for one phase. A client that was already running has an interval
-/// in progress that straddles the phase's changes: it is skipped.
+/// Where a phase's measurement starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Start {
+    /// A client started for this phase: every report counts.
+    Fresh,
+    /// A client that was already running: its report in progress straddles the phase's changes and is
+    /// skipped.
+    Running,
+    /// The changes were made under load: every report since they started counts.
+    UnderLoad,
+}
+
+/// The client's next report, within [`SUMMARY_DEADLINE`].
+async fn next_summary(stream: &mut ClientStream, phase: &str) -> anyhow::Result<Summary> {
+    match tokio::time::timeout(SUMMARY_DEADLINE, stream.summaries.recv()).await {
+        Ok(Some(s)) => Ok(s),
+        Ok(None) => bail!("the client exited during phase {phase:?}"),
+        Err(_) => bail!(
+            "no report from the client within {}s during phase {phase:?}",
+            SUMMARY_DEADLINE.as_secs()
+        ),
+    }
+}
+
+/// Reads the client's summaries for one phase: the phase's duration in reports (or `--rpcs`), after
+/// whatever `start` says counts already.
 async fn collect<B: Backend>(
     stream: &mut ClientStream,
     backend: &mut B,
     phase: &Phase,
     measure: Measure,
-    skip_first: bool,
+    start: Start,
 ) -> anyhow::Result<Vec<Summary>> {
-    while stream.summaries.try_recv().is_ok() {}
-    let name = phase.name;
-    let mut next = async || -> anyhow::Result<Summary> {
-        match tokio::time::timeout(SUMMARY_DEADLINE, stream.summaries.recv()).await {
-            Ok(Some(s)) => Ok(s),
-            Ok(None) => bail!("the client exited during phase {name:?}"),
-            Err(_) => bail!(
-                "no report from the client within {}s during phase {name:?}",
-                SUMMARY_DEADLINE.as_secs()
-            ),
-        }
-    };
-    if skip_first {
-        next().await?;
-    }
     let mut out: Vec<Summary> = Vec::new();
+    match start {
+        Start::UnderLoad => {
+            while let Ok(s) = stream.summaries.try_recv() {
+                out.push(s);
+            }
+        }
+        Start::Running => {
+            while stream.summaries.try_recv().is_ok() {}
+            next_summary(stream, phase.name).await?;
+        }
+        Start::Fresh => while stream.summaries.try_recv().is_ok() {},
+    }
     let interval = backend.interval().as_millis().max(1);
-    let target_intervals = phase.measure.as_millis().div_ceil(interval).max(1) as usize;
+    let target_intervals = out.len() + phase.measure.as_millis().div_ceil(interval).max(1) as usize;
+    let during = out.iter().map(|s| s.rpcs).sum::<u64>();
     loop {
         let done = match measure {
             Measure::Scenario => out.len() >= target_intervals,
-            Measure::Rpcs(target) => out.iter().map(|s| s.rpcs).sum::<u64>() >= target,
+            Measure::Rpcs(target) => out.iter().map(|s| s.rpcs).sum::<u64>() >= target + during,
         };
         if done {
             return Ok(out);
         }
-        out.push(next().await?);
+        out.push(next_summary(stream, phase.name).await?);
         backend.tick().await?;
     }
 }
@@ -166,6 +206,8 @@ fn describe(action: &Action) -> String {
             format!("setting weights {}", parts.join(" "))
         }
         Action::ScaleProxies(n) => format!("scaling the proxies to {n}"),
+        Action::RollingRestart { version } => format!("restarting server-{version}, pod by pod"),
+        Action::Kill { version } => format!("killing a server-{version} pod (SIGKILL)"),
     }
 }
 
@@ -378,35 +420,56 @@ pub fn cluster_plan(
             scenario.phases.len(),
             phase.name
         )));
+        let mut action_steps = Vec::new();
         for action in &phase.actions {
             match action {
                 Action::Scale { version, replicas } => {
-                    steps.push(Step::Scale {
+                    action_steps.push(Step::Scale {
                         namespace: ns.clone(),
                         name: format!("server-{version}"),
                         replicas: *replicas,
                     });
-                    steps.push(Step::WaitRollout {
+                    action_steps.push(Step::WaitRollout {
                         namespace: ns.clone(),
                         name: format!("server-{version}"),
                     });
                 }
                 Action::ScaleProxies(n) => {
-                    steps.push(Step::Scale {
+                    action_steps.push(Step::Scale {
                         namespace: ns.clone(),
                         name: "proxy".into(),
                         replicas: *n,
                     });
-                    steps.push(Step::WaitRollout {
+                    action_steps.push(Step::WaitRollout {
                         namespace: ns.clone(),
                         name: "proxy".into(),
+                    });
+                }
+                Action::RollingRestart { version } => {
+                    action_steps.push(Step::Restart {
+                        namespace: ns.clone(),
+                        name: format!("server-{version}"),
+                    });
+                    action_steps.push(Step::WaitRollout {
+                        namespace: ns.clone(),
+                        name: format!("server-{version}"),
+                    });
+                }
+                Action::Kill { version } => {
+                    action_steps.push(Step::KillPod {
+                        namespace: ns.clone(),
+                        selector: format!("app=server,version={version}"),
+                    });
+                    action_steps.push(Step::WaitRollout {
+                        namespace: ns.clone(),
+                        name: format!("server-{version}"),
                     });
                 }
                 Action::Weights(w) => {
                     weights = Some(w.clone());
                     // A static sidecar's weights live in its own configuration (applied below).
                     if phase.mesh != Mesh::StaticSidecar {
-                        steps.push(Step::Apply {
+                        action_steps.push(Step::Apply {
                             why: "the route with new weights".into(),
                             objects: objects::routes(scenario, Some(w))?,
                         });
@@ -429,23 +492,39 @@ pub fn cluster_plan(
             .last()
             .and_then(|c| c.metadata.name.clone())
             .unwrap_or_default();
-        steps.push(Step::Apply {
-            why: "the phase's client".into(),
-            objects: clients,
-        });
-        steps.push(Step::WaitRollout {
-            namespace: ns.clone(),
-            name: name.clone(),
-        });
+        let mut client_steps = vec![
+            Step::Apply {
+                why: "the phase's client".into(),
+                objects: clients,
+            },
+            Step::WaitRollout {
+                namespace: ns.clone(),
+                name: name.clone(),
+            },
+        ];
         if phase.mesh == Mesh::Sidecar && scenario.routes.is_some() {
-            steps.push(Step::Note(format!(
+            client_steps.push(Step::Note(format!(
                 "check that {name}'s sidecar holds the route (its Envoy config dump, through the Kubernetes API) before measuring"
             )));
         }
-        steps.push(Step::Note(format!(
-            "measure {} from {name}'s JSON summaries (its logs)",
-            humantime::format_duration(phase.measure)
-        )));
+        if phase.under_load {
+            steps.extend(client_steps);
+            steps.push(Step::Note(format!(
+                "under load: once {name} reports, measure from here"
+            )));
+            steps.extend(action_steps);
+            steps.push(Step::Note(format!(
+                "measure {} more from {name}'s JSON summaries (its logs)",
+                humantime::format_duration(phase.measure)
+            )));
+        } else {
+            steps.extend(action_steps);
+            steps.extend(client_steps);
+            steps.push(Step::Note(format!(
+                "measure {} from {name}'s JSON summaries (its logs)",
+                humantime::format_duration(phase.measure)
+            )));
+        }
     }
     steps.push(Step::Note(format!(
         "delete namespace {ns} and wait until it is gone (kept with --keep)"

@@ -60,6 +60,7 @@ pub fn main(flags: &flags::Experiment) -> anyhow::Result<()> {
             },
             actions: Vec::new(),
             measure: flags.duration.unwrap_or(DEFAULT_DURATION),
+            under_load: false,
         }],
     };
     let measure = flags.rpcs.map_or(Measure::Scenario, Measure::Rpcs);

@@ -319,6 +319,23 @@ impl Backend for Kind {
                 self.rollout(&name).await?;
                 self.refresh_servers().await?;
             }
+            Action::RollingRestart { version } => {
+                let name = format!("{}-{version}", objects::SERVER);
+                self.cluster.restart(&self.namespace, &name).await?;
+                self.rollout(&name).await?;
+                self.refresh_servers().await?;
+            }
+            Action::Kill { version } => {
+                let selector = format!("app={},version={version}", objects::SERVER);
+                let killed = self
+                    .cluster
+                    .kill_oldest_pod(&self.namespace, &selector)
+                    .await?;
+                progress(&format!("  killed {killed}"));
+                self.rollout(&format!("{}-{version}", objects::SERVER))
+                    .await?;
+                self.refresh_servers().await?;
+            }
             Action::ScaleProxies(n) => {
                 self.cluster
                     .scale(&self.namespace, objects::PROXY, *n)

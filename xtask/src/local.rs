@@ -150,6 +150,11 @@ impl Backend for Local {
         match action {
             Action::Scale { version, replicas } => self.twin().scale(version, *replicas).await?,
             Action::ScaleProxies(n) => self.twin().scale_proxies(*n).await?,
+            Action::RollingRestart { version } => self.twin().rolling_restart(version).await?,
+            Action::Kill { version } => {
+                let killed = self.twin().kill(version).await?;
+                crate::demo::progress(&format!("  killed {killed}"));
+            }
             Action::Weights(weights) => {
                 for route in &mut self.routes {
                     gateway::set_weights(route, weights)?;

@@ -28,6 +28,10 @@ pub enum Step {
         name: String,
         replicas: u32,
     },
+    /// Roll a Deployment's pods, as `kubectl rollout restart` does.
+    Restart { namespace: String, name: String },
+    /// Delete one pod matching the selector (the oldest) with no grace period: it is killed.
+    KillPod { namespace: String, selector: String },
     /// Something the user should know (printed, never executed).
     Note(String),
 }
@@ -84,6 +88,16 @@ impl fmt::Display for Step {
                 name,
                 replicas,
             } => write!(f, "scale: deployment {namespace}/{name} to {replicas}"),
+            Step::Restart { namespace, name } => {
+                write!(f, "restart: deployment {namespace}/{name}, pod by pod")
+            }
+            Step::KillPod {
+                namespace,
+                selector,
+            } => write!(
+                f,
+                "kill: the oldest pod {selector} in {namespace} (deleted with no grace period)"
+            ),
             Step::Note(text) => write!(f, "note: {text}"),
         }
     }
@@ -172,6 +186,21 @@ pub async fn execute(
                 connect(&mut kube, cluster, context)
                     .await?
                     .scale(namespace, name, *replicas)
+                    .await?;
+            }
+            Step::Restart { namespace, name } => {
+                connect(&mut kube, cluster, context)
+                    .await?
+                    .restart(namespace, name)
+                    .await?;
+            }
+            Step::KillPod {
+                namespace,
+                selector,
+            } => {
+                connect(&mut kube, cluster, context)
+                    .await?
+                    .kill_oldest_pod(namespace, selector)
                     .await?;
             }
             Step::WaitRollout { namespace, name } => {

@@ -66,6 +66,11 @@ pub enum Action {
     Weights(Vec<(&'static str, u32)>),
     /// Scale the proxies in front of the servers.
     ScaleProxies(u32),
+    /// Replace every pod of a version, one at a time (graceful: a new pod first, then the old one
+    /// drains), as `kubectl rollout restart` does.
+    RollingRestart { version: &'static str },
+    /// Kill the oldest pod of a version with SIGKILL (no drain); a replacement starts.
+    Kill { version: &'static str },
 }
 
 /// One measured step of a demo.
@@ -77,6 +82,9 @@ pub struct Phase {
     pub actions: Vec<Action>,
     /// How long to measure, after the changes are in place.
     pub measure: Duration,
+    /// The changes are made under load and measured: the client runs before they start, and the
+    /// phase counts every RPC from their start until `measure` after their end.
+    pub under_load: bool,
 }
 
 /// A whole demo.
@@ -97,7 +105,7 @@ pub struct Scenario {
 }
 
 /// Every demo, in the seed's order.
-pub const NAMES: [&str; 10] = [
+pub const NAMES: [&str; 13] = [
     "clusterip",
     "headless",
     "maxage",
@@ -108,6 +116,9 @@ pub const NAMES: [&str; 10] = [
     "httproute",
     "grpcroute",
     "compare",
+    "rolling-restart",
+    "kill",
+    "scale-down",
 ];
 
 const SHORT: Duration = Duration::from_secs(2);
@@ -125,6 +136,16 @@ fn phase(name: &'static str, mesh: Mesh, actions: Vec<Action>) -> Phase {
         client: Client::default(),
         actions,
         measure: SHORT,
+        under_load: false,
+    }
+}
+
+/// A phase whose changes happen under steady load and are measured, with a second after them.
+fn under_load(name: &'static str, mesh: Mesh, action: Action) -> Phase {
+    Phase {
+        measure: Duration::from_secs(1),
+        under_load: true,
+        ..phase(name, mesh, vec![action])
     }
 }
 
@@ -170,6 +191,7 @@ pub fn all() -> Vec<Scenario> {
                 client: Client::default(),
                 actions: vec![weights(v1, v2)],
                 measure: SHORT,
+                under_load: false,
             })
             .collect()
     };
@@ -322,6 +344,69 @@ pub fn all() -> Vec<Scenario> {
                 "The same workload, mesh off and mesh on",
                 "Same client, same pods, same Service. Without a mesh the ClusterIP pins the client to one pod; with \
                  the sidecar every pod gets its share. The latency columns show what the extra hop costs.",
+            )
+        },
+        Scenario {
+            exposure: Exposure::Headless,
+            phases: vec![
+                under_load(
+                    "mesh off: rolling restart",
+                    Off,
+                    Action::RollingRestart { version: "v1" },
+                ),
+                under_load(
+                    "mesh on: rolling restart",
+                    Sidecar,
+                    Action::RollingRestart { version: "v1" },
+                ),
+            ],
+            ..base(
+                "rolling-restart",
+                "A rolling restart under load, mesh off and on",
+                "Each pod is replaced gracefully: a new one joins, then an old one leaves the endpoints and drains \
+                 (GOAWAY, in-flight RPCs finish). With the sidecar no RPC fails; the failed column shows what a client \
+                 on its own gets.",
+            )
+        },
+        Scenario {
+            exposure: Exposure::Headless,
+            phases: vec![
+                under_load(
+                    "mesh off: a pod killed",
+                    Off,
+                    Action::Kill { version: "v1" },
+                ),
+                under_load(
+                    "mesh on: a pod killed",
+                    Sidecar,
+                    Action::Kill { version: "v1" },
+                ),
+            ],
+            ..base(
+                "kill",
+                "A pod killed under load (SIGKILL), mesh off and on",
+                "A killed pod drains nothing: the RPCs in flight on its connections are reset. The client on its own \
+                 sees them fail, resolves again at once, and may miss the replacement that starts a moment later. \
+                 Istio's default retry policy retries connect failures, refused streams and UNAVAILABLE answers, not a \
+                 reset after a request was sent, so the sidecar too may show a few failures: the ones that were in \
+                 flight on the killed pod. It sends to the replacement as soon as it is an endpoint.",
+            )
+        },
+        Scenario {
+            exposure: Exposure::Headless,
+            versions: vec![("v1", 5)],
+            phases: vec![
+                under_load("mesh off: 5 -> 2 pods", Off, scale("v1", 2)),
+                Phase {
+                    actions: vec![scale("v1", 5), scale("v1", 2)],
+                    ..under_load("mesh on: 5 -> 2 pods", Sidecar, scale("v1", 2))
+                },
+            ],
+            ..base(
+                "scale-down",
+                "A scale-down under load, 5 -> 2 pods, mesh off and on",
+                "Removed pods leave the endpoints first, then drain: nothing in flight is lost. The client on its own \
+                 must notice through GOAWAY and resolve again; the sidecar learns it from the control plane.",
             )
         },
     ]

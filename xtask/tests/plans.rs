@@ -4,7 +4,7 @@
 use std::{path::PathBuf, process::Command};
 
 const XTASK: &str = env!("CARGO_BIN_EXE_xtask");
-const SCENARIOS: [&str; 10] = [
+const SCENARIOS: [&str; 13] = [
     "clusterip",
     "headless",
     "maxage",
@@ -15,6 +15,9 @@ const SCENARIOS: [&str; 10] = [
     "httproute",
     "grpcroute",
     "compare",
+    "rolling-restart",
+    "kill",
+    "scale-down",
 ];
 
 fn root() -> PathBuf {

@@ -393,6 +393,23 @@ impl Cluster {
         Ok(lines.map(move |line| line.with_context(|| format!("read {what}"))))
     }
 
+    /// Kills the oldest running pod matching `selector`: a delete with grace period 0, so its containers
+    /// get SIGKILL with no drain. The ReplicaSet then starts a replacement. Returns the pod's name.
+    pub async fn kill_oldest_pod(&self, namespace: &str, selector: &str) -> anyhow::Result<String> {
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        let mut pods = self.list_pods(&api, namespace, selector).await?;
+        pods.retain(|p| p.metadata.deletion_timestamp.is_none() && is_running(p));
+        pods.sort_by_key(|p| (p.metadata.creation_timestamp.clone(), p.name_any()));
+        let pod = pods.first().map(ResourceExt::name_any).with_context(|| {
+            format!("no running pod matches {selector} in namespace {namespace}")
+        })?;
+        api.delete(&pod, &DeleteParams::default().grace_period(0))
+            .await
+            .map_err(api_error)
+            .with_context(|| format!("kill pod {namespace}/{pod}"))?;
+        Ok(pod)
+    }
+
     /// Names of the pods matching `selector` (a label selector) that are not terminating, sorted.
     pub async fn pod_names(&self, namespace: &str, selector: &str) -> anyhow::Result<Vec<String>> {
         let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);

@@ -27,6 +27,7 @@ fn scenario() -> Scenario {
         client: Client::default(),
         actions,
         measure: Duration::from_millis(100),
+        under_load: false,
     };
     Scenario {
         name: "kindtest",

@@ -716,6 +716,67 @@ async fn pod_names_lists_by_label_selector_sorted() {
 }
 
 #[tokio::test]
+async fn kill_oldest_pod_deletes_the_oldest_running_pod_with_no_grace_period() {
+    let mock = Mock::start().await;
+    let aged = |name: &str, phase: &str, created: &str| {
+        let mut p = pod(name, phase);
+        p["metadata"]["creationTimestamp"] = json!(created);
+        p
+    };
+    let mut leaving = aged("server-v1-a", "Running", "2026-11-29T10:00:00Z");
+    leaving["metadata"]["deletionTimestamp"] = json!("2026-11-29T10:05:00Z");
+    mock.on(
+        "GET",
+        PODS,
+        pod_list(vec![
+            aged("server-v1-d", "Running", "2026-11-29T10:03:00Z"),
+            leaving,
+            aged("server-v1-b", "Pending", "2026-11-29T10:01:00Z"),
+            aged("server-v1-c", "Running", "2026-11-29T10:02:00Z"),
+        ]),
+    );
+    mock.on(
+        "DELETE",
+        &format!("{PODS}/server-v1-c"),
+        Reply::Json(200, pod("server-v1-c", "Running")),
+    );
+
+    let killed = mock
+        .cluster()
+        .kill_oldest_pod("gml-x", "app=server,version=v1")
+        .await
+        .unwrap();
+
+    assert_eq!(killed, "server-v1-c", "not terminating, running, oldest");
+    let calls = mock.calls();
+    assert_eq!(calls.len(), 2, "{calls:#?}");
+    assert_eq!(
+        calls[0].param("labelSelector"),
+        Some("app=server,version=v1")
+    );
+    assert_eq!(calls[1].line(), format!("DELETE {PODS}/server-v1-c"));
+    assert_eq!(calls[1].json()["gracePeriodSeconds"], json!(0));
+}
+
+#[tokio::test]
+async fn kill_oldest_pod_without_a_running_pod_says_so_and_deletes_nothing() {
+    let mock = Mock::start().await;
+    mock.on("GET", PODS, pod_list(vec![pod("server-v1-a", "Pending")]));
+
+    let err = mock
+        .cluster()
+        .kill_oldest_pod("gml-x", "app=server")
+        .await
+        .unwrap_err();
+
+    assert_eq!(
+        format!("{err:#}"),
+        "no running pod matches app=server in namespace gml-x"
+    );
+    assert!(mock.calls().iter().all(|c| c.method == "GET"));
+}
+
+#[tokio::test]
 async fn follow_logs_streams_the_lines_of_the_first_running_pod_until_the_server_ends_the_stream() {
     let mock = Mock::start().await;
     mock.on(
