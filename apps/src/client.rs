@@ -1,8 +1,10 @@
 //! `hello-client`: the seed's workload (rounds of concurrent `Hello` RPCs, each reply printed)
-//! over our own gRPC-style load balancer, with per-interval summaries for the harness to read.
+//! or an open loop at a fixed rate (`--rate`), over our own gRPC-style load balancer, with
+//! per-interval summaries for the harness to read.
 
 mod balancer;
 pub mod config;
+mod open_loop;
 mod resolve;
 mod run;
 pub mod stats;

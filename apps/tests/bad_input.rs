@@ -65,6 +65,38 @@ fn invalid_client_flags_are_one_line_errors() {
 }
 
 #[test]
+fn invalid_rates_and_a_rate_with_rounds_options_are_one_line_errors() {
+    for (args, text) in [
+        (
+            &["--rate", "0"][..],
+            r#"invalid --rate "0": expected a whole number from 1 to 1000000"#,
+        ),
+        (
+            &["--rate", "abc"][..],
+            r#"invalid --rate "abc": expected a whole number from 1 to 1000000"#,
+        ),
+        (
+            &["--rate", "1000001"][..],
+            r#"invalid --rate "1000001": expected a whole number from 1 to 1000000"#,
+        ),
+        (
+            &["--rate", "10", "--concurrency", "5"][..],
+            "the argument '--rate <N>' cannot be used with '--concurrency <CONCURRENCY>'",
+        ),
+        (
+            &["--concurrency", "5", "--rate", "10"][..],
+            "cannot be used with",
+        ),
+        (
+            &["--rate", "10", "--rounds", "3"][..],
+            "the argument '--rate <N>' cannot be used with '--rounds <ROUNDS>'",
+        ),
+    ] {
+        assert_one_line_error(run(CLIENT, args, &[]), 2, text);
+    }
+}
+
+#[test]
 fn invalid_server_durations_and_addresses_name_the_variable_and_value() {
     for (env, text) in [
         (

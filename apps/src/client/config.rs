@@ -12,6 +12,8 @@ pub const DEFAULT_TARGET: &str = "localhost:50051";
 pub const DEFAULT_CONCURRENCY: u64 = 10;
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The highest `--rate`, in RPCs per second.
+pub const MAX_RATE: u64 = 1_000_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Method {
@@ -34,7 +36,7 @@ pub enum Output {
 #[command(
     name = "hello-client",
     version,
-    about = "Sends rounds of concurrent Hello RPCs and reports which servers answered"
+    about = "Sends Hello RPCs, in rounds of concurrent RPCs or at a fixed rate, and reports which servers answered"
 )]
 pub struct Flags {
     /// gRPC target: dns:///host:port, dns://DNS_SERVER:PORT/host:port, ipv4:addr:port[,...] or host:port [env: SERVER_ADDRESS; default: localhost:50051]
@@ -45,6 +47,9 @@ pub struct Flags {
     /// Concurrent RPCs per round
     #[arg(long, default_value = "10")]
     pub concurrency: String,
+    /// Open loop instead of rounds: N RPCs per second on a fixed schedule, whatever the replies (1 to 1000000)
+    #[arg(long, value_name = "N", conflicts_with_all = ["concurrency", "rounds"])]
+    pub rate: Option<String>,
     /// Stop after this many rounds [default: run until stopped]
     #[arg(long)]
     pub rounds: Option<String>,
@@ -80,6 +85,8 @@ pub struct Config {
     pub target: Target,
     pub lb: Policy,
     pub concurrency: usize,
+    /// RPCs per second of the open loop; `None` for the seed's rounds of `concurrency`.
+    pub rate: Option<u64>,
     pub rounds: Option<u64>,
     pub duration: Option<Duration>,
     pub method: Method,
@@ -147,6 +154,11 @@ impl Config {
                 settings::positive,
             )?)
             .unwrap_or(usize::MAX),
+            rate: flags
+                .rate
+                .as_deref()
+                .map(|r| flag(r, "--rate", rate))
+                .transpose()?,
             rounds: flags
                 .rounds
                 .as_deref()
@@ -168,6 +180,14 @@ impl Config {
             timeout,
             fail_on_error: flags.fail_on_error,
         })
+    }
+}
+
+/// Parses a rate: a whole number from 1 to [`MAX_RATE`].
+fn rate(s: &str) -> Result<u64, String> {
+    match s.trim().parse::<u64>() {
+        Ok(n) if (1..=MAX_RATE).contains(&n) => Ok(n),
+        _ => Err(format!("expected a whole number from 1 to {MAX_RATE}")),
     }
 }
 
@@ -235,6 +255,32 @@ mod tests {
     }
 
     #[test]
+    fn the_rate_is_absent_by_default_and_read_from_the_flag() {
+        assert_eq!(config(&[], &[]).unwrap().rate, None);
+        assert_eq!(config(&["--rate", "200"], &[]).unwrap().rate, Some(200));
+        assert_eq!(
+            config(&["--rate", "1000000"], &[]).unwrap().rate,
+            Some(MAX_RATE)
+        );
+    }
+
+    #[test]
+    fn the_rate_conflicts_with_concurrency_and_rounds_but_not_with_their_defaults() {
+        let parse = |args: &[&str]| {
+            Flags::try_parse_from(std::iter::once("hello-client").chain(args.iter().copied()))
+        };
+        assert!(parse(&["--rate", "10", "--duration", "2s"]).is_ok());
+        for other in [["--concurrency", "5"], ["--rounds", "3"]] {
+            let err = parse(&["--rate", "10", other[0], other[1]]).unwrap_err();
+            assert_eq!(
+                err.kind(),
+                clap::error::ErrorKind::ArgumentConflict,
+                "{other:?}"
+            );
+        }
+    }
+
+    #[test]
     fn headers_become_metadata() {
         let c = config(
             &["--header", "x-canary=true", "--header", "X-Team = a"],
@@ -250,6 +296,15 @@ mod tests {
         for (args, text) in [
             (&["--concurrency", "0"][..], r#"invalid --concurrency "0""#),
             (&["--rounds", "many"][..], r#"invalid --rounds "many""#),
+            (
+                &["--rate", "0"][..],
+                r#"invalid --rate "0": expected a whole number from 1 to 1000000"#,
+            ),
+            (
+                &["--rate", "1000001"][..],
+                r#"invalid --rate "1000001": expected a whole number from 1 to 1000000"#,
+            ),
+            (&["--rate", "abc"][..], r#"invalid --rate "abc""#),
             (
                 &["--duration", "forever"][..],
                 r#"invalid --duration "forever""#,

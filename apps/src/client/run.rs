@@ -1,4 +1,5 @@
-//! The seed's loop: a round of concurrent RPCs, wait for all, print each reply, repeat.
+//! The seed's loop (a round of concurrent RPCs, wait for all, print each reply, repeat), or the
+//! open loop of `--rate` (see `open_loop`).
 
 use std::{
     io::Write,
@@ -9,13 +10,14 @@ use std::{
 use futures::future::join_all;
 use hello_proto::{GreeterClient, HelloReply, HelloRequest};
 use tokio::time::Instant;
-use tonic::{Request, Status};
+use tonic::{Request, Status, metadata::MetadataMap};
 
 use super::{
     Config, Method, Output,
     balancer::{AuthorityError, Balancer},
+    open_loop::{MAX_IN_FLIGHT, OpenLoop, Rpc, Schedule},
     resolve::{ResolveError, Resolver},
-    stats::{SummaryKind, Window},
+    stats::{OVERLOAD, SummaryKind, Window},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -47,7 +49,14 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<O
     let client = GreeterClient::new(balancer.clone());
     let counts = Arc::new(Mutex::new(Counts::default()));
     let output = config.output;
-    tracing::info!(target = %config.target, lb = ?config.lb, concurrency = config.concurrency, "starting");
+    match config.rate {
+        Some(rate) => {
+            tracing::info!(target = %config.target, lb = ?config.lb, rate, max_in_flight = MAX_IN_FLIGHT, "starting")
+        }
+        None => {
+            tracing::info!(target = %config.target, lb = ?config.lb, concurrency = config.concurrency, "starting")
+        }
+    }
 
     let reporter = {
         let counts = counts.clone();
@@ -63,6 +72,56 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<O
     };
 
     let headers = Arc::new(config.headers.clone());
+    match config.rate {
+        Some(rate) => {
+            open_loop(
+                &config,
+                rate,
+                start,
+                client,
+                headers,
+                counts.clone(),
+                shutdown,
+            )
+            .await
+        }
+        None => {
+            rounds(
+                &config, start, client, &balancer, headers, &counts, shutdown,
+            )
+            .await
+        }
+    }
+    reporter.abort();
+    let mut counts = counts.lock().expect("counts lock");
+    let last = std::mem::take(&mut counts.interval);
+    let total = counts.total.clone();
+    drop(counts);
+    let t = start.elapsed();
+    let mut out = std::io::stdout().lock();
+    if last.summary(SummaryKind::Summary, t).rpcs > 0 {
+        emit(&mut out, &last.summary(SummaryKind::Summary, t), output);
+    }
+    let final_ = total.summary(SummaryKind::Final, t);
+    emit(&mut out, &final_, output);
+    let _ = out.flush();
+    Ok(Outcome {
+        rpcs: final_.rpcs,
+        errors: total.errors(),
+    })
+}
+
+/// The seed's rounds: `concurrency` RPCs at once, wait for all, repeat.
+async fn rounds(
+    config: &Config,
+    start: Instant,
+    client: GreeterClient<Balancer>,
+    balancer: &Balancer,
+    headers: Arc<MetadataMap>,
+    counts: &Mutex<Counts>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let output = config.output;
     let stop_at = config.duration.map(|d| start + d);
     let mut counter: u64 = 0;
     let mut round: u64 = 0;
@@ -90,7 +149,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<O
         let all_unavailable = results
             .iter()
             .all(|(r, _)| matches!(r, Err(s) if s.code() == tonic::Code::Unavailable));
-        record(&counts, &results, output);
+        record(counts, &results, output);
         if all_unavailable && !done(round) {
             // Nothing to talk to: wait for the balancer to connect somewhere rather than spin.
             tokio::select! {
@@ -99,23 +158,71 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<O
             }
         }
     }
-    reporter.abort();
-    let mut counts = counts.lock().expect("counts lock");
-    let last = std::mem::take(&mut counts.interval);
-    let total = counts.total.clone();
-    drop(counts);
-    let t = start.elapsed();
-    let mut out = std::io::stdout().lock();
-    if last.summary(SummaryKind::Summary, t).rpcs > 0 {
-        emit(&mut out, &last.summary(SummaryKind::Summary, t), output);
-    }
-    let final_ = total.summary(SummaryKind::Final, t);
-    emit(&mut out, &final_, output);
-    let _ = out.flush();
-    Ok(Outcome {
-        rpcs: final_.rpcs,
-        errors: total.errors(),
-    })
+}
+
+/// The open loop: `rate` RPCs per second on a fixed schedule from `start`, for the duration or
+/// until `shutdown`, then the RPCs in flight finish (within their deadline, `--timeout`).
+async fn open_loop(
+    config: &Config,
+    rate: u64,
+    start: Instant,
+    client: GreeterClient<Balancer>,
+    headers: Arc<MetadataMap>,
+    counts: Arc<Mutex<Counts>>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let open_loop = OpenLoop {
+        schedule: Schedule::new(rate),
+        start,
+        length: config.duration,
+        max_in_flight: MAX_IN_FLIGHT,
+    };
+    let (method, client_id, timeout, output) = (
+        config.method,
+        config.client_id.clone(),
+        config.timeout,
+        config.output,
+    );
+    // The requests' counters start at 1, as in rounds.
+    let send = move |k: u64| {
+        call(
+            client.clone(),
+            method,
+            headers.clone(),
+            client_id.clone(),
+            k + 1,
+            timeout,
+        )
+    };
+    let done = move |rpc: Rpc<(Result<HelloReply, Status>, Duration)>| {
+        match rpc {
+            // The latency from the schedule, not the one `call` measured from the send.
+            Rpc::Done {
+                result: (result, _),
+                latency,
+            } => {
+                if output == Output::Text {
+                    print(&mut std::io::stdout().lock(), &result, latency, output);
+                }
+                let mut counts = counts.lock().expect("counts lock");
+                // Straight into the counts: a window per RPC would allocate a histogram per RPC.
+                count(&mut counts.interval, &result, latency);
+                count(&mut counts.total, &result, latency);
+            }
+            Rpc::Overload => {
+                if output == Output::Text {
+                    let _ = writeln!(
+                        std::io::stdout().lock(),
+                        "Error: {OVERLOAD}: not sent, {MAX_IN_FLIGHT} RPCs were in flight already"
+                    );
+                }
+                let mut counts = counts.lock().expect("counts lock");
+                counts.interval.overload();
+                counts.total.overload();
+            }
+        }
+    };
+    open_loop.run(send, done, shutdown).await;
 }
 
 async fn call(
@@ -154,37 +261,48 @@ fn record(
     let mut window = Window::default();
     let mut out = std::io::stdout().lock();
     for (result, latency) in results {
-        match result {
-            Ok(reply) => {
-                window.ok(&reply.server_id, &reply.server_version, *latency);
-                if output == Output::Text {
-                    let _ = writeln!(
-                        out,
-                        "Greeting: {} ({} at {}, {:.1}ms)",
-                        reply.message,
-                        reply.server_version,
-                        reply.server_addr,
-                        latency.as_secs_f64() * 1000.0
-                    );
-                }
-            }
-            Err(status) => {
-                window.error(status.code(), *latency);
-                if output == Output::Text {
-                    let _ = writeln!(
-                        out,
-                        "Error: {}: {}",
-                        super::stats::code_name(status.code()),
-                        status.message()
-                    );
-                }
-            }
-        }
+        count(&mut window, result, *latency);
+        print(&mut out, result, *latency, output);
     }
     let _ = out.flush();
     let mut counts = counts.lock().expect("counts lock");
     counts.interval.merge(&window);
     counts.total.merge(&window);
+}
+
+fn count(window: &mut Window, result: &Result<HelloReply, Status>, latency: Duration) {
+    match result {
+        Ok(reply) => window.ok(&reply.server_id, &reply.server_version, latency),
+        Err(status) => window.error(status.code(), latency),
+    }
+}
+
+/// Text mode's line for each RPC.
+fn print(
+    out: &mut impl Write,
+    result: &Result<HelloReply, Status>,
+    latency: Duration,
+    output: Output,
+) {
+    if output != Output::Text {
+        return;
+    }
+    let _ = match result {
+        Ok(reply) => writeln!(
+            out,
+            "Greeting: {} ({} at {}, {:.1}ms)",
+            reply.message,
+            reply.server_version,
+            reply.server_addr,
+            latency.as_secs_f64() * 1000.0
+        ),
+        Err(status) => writeln!(
+            out,
+            "Error: {}: {}",
+            super::stats::code_name(status.code()),
+            status.message()
+        ),
+    };
 }
 
 fn report(counts: &Mutex<Counts>, output: Output, start: Instant) {

@@ -5,6 +5,10 @@ use std::{collections::BTreeMap, time::Duration};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+/// The code under `errors_by_code` of an open-loop RPC that was never sent: when it was due,
+/// the client already had its maximum of RPCs in flight. Not a gRPC code: no server saw it.
+pub const OVERLOAD: &str = "Overload";
+
 /// Counts for one interval, or for the whole run.
 #[derive(Clone)]
 pub struct Window {
@@ -51,6 +55,13 @@ impl Window {
             .entry(code_name(code).to_owned())
             .or_default() += 1;
         self.record(latency);
+    }
+
+    /// An RPC that was due but never sent ([`OVERLOAD`]): an error, with no latency.
+    pub fn overload(&mut self) {
+        self.rpcs += 1;
+        self.errors += 1;
+        *self.errors_by_code.entry(OVERLOAD.to_owned()).or_default() += 1;
     }
 
     fn record(&mut self, latency: Duration) {
@@ -221,6 +232,18 @@ mod tests {
         assert_eq!(json["by_version"]["v2"], 1);
         let p50 = json["latency_ms"]["p50"].as_f64().unwrap();
         assert!((1.9..=4.1).contains(&p50), "{p50}");
+    }
+
+    #[test]
+    fn an_overload_is_an_error_without_a_latency() {
+        let mut w = Window::default();
+        w.ok("s", "v1", Duration::from_millis(8));
+        w.overload();
+        w.overload();
+        let s = w.summary(SummaryKind::Summary, Duration::ZERO);
+        assert_eq!((s.rpcs, s.ok, s.errors), (3, 1, 2));
+        assert_eq!(s.errors_by_code["Overload"], 2);
+        assert!(s.latency_ms.p50 >= 7.9, "{s:?}");
     }
 
     #[test]

@@ -199,20 +199,28 @@ impl Client {
     }
 
     /// Runs to completion and returns the final summary.
-    pub fn finish(mut self) -> Summary {
+    pub fn finish(self) -> Summary {
+        self.finish_all().pop().expect("a final summary")
+    }
+
+    /// Runs to completion and returns every summary not read yet, the final one last.
+    pub fn finish_all(mut self) -> Vec<Summary> {
         let status = self.proc.wait(Duration::from_secs(60));
         assert!(
             status.success(),
             "client failed: {status}; stderr:\n{}",
             self.proc.stderr()
         );
-        let mut last = None;
+        let mut all = Vec::new();
         while let Ok(s) = self.summaries.recv_timeout(Duration::from_secs(5)) {
-            last = Some(s);
+            all.push(s);
         }
-        let last = last.expect("a final summary");
-        assert_eq!(last.kind, hello_apps::client::SummaryKind::Final);
-        last
+        assert_eq!(
+            all.last().map(|s| s.kind),
+            Some(hello_apps::client::SummaryKind::Final),
+            "the last summary is the final one: {all:?}"
+        );
+        all
     }
 }
 
