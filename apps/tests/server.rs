@@ -163,7 +163,13 @@ fn metrics_count_the_rpcs_served_by_method_and_code() {
     let addr = block.addr(10);
     let _srv: Proc = server(addr, "server-0", &[]);
     let metrics_addr = std::net::SocketAddr::new(addr.ip(), 9090);
-    // The readiness probe of the test helper connected too.
+    // The readiness probe of the test helper connected too: once the server has counted it, that
+    // count is the baseline (sampled earlier, a loaded machine may not have counted it yet).
+    common::wait_until(
+        "the probe's connection is counted",
+        common::DEADLINE,
+        || sample(&metrics(metrics_addr), "hello_connections_total").is_some_and(|n| n >= 1.0),
+    );
     let before = sample(&metrics(metrics_addr), "hello_connections_total").unwrap();
     let target = format!("ipv4:{addr}");
     common::Client::start(&[&target, "--rounds", "2", "--concurrency", "5"]).finish();
