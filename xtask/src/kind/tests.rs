@@ -420,3 +420,74 @@ fn a_proxys_requests_are_its_listeners_downstream_requests_not_the_admins() {
                  http.grpc.downstream_rq_2xx: 40\n";
     assert_eq!(downstream_requests(stats), 40);
 }
+
+#[tokio::test]
+async fn a_rolling_restart_on_the_cluster_patches_the_pod_template_and_waits_for_the_rollout() {
+    let mock = cluster().await;
+    mock.on(
+        "PATCH",
+        &format!("{DEPLOYMENTS}/server-v1"),
+        Reply::Json(200, rolled_out()),
+    );
+    let mut kind = backend(&mock);
+    kind.namespace = NS.into();
+
+    kind.apply(&Action::RollingRestart { version: "v1" })
+        .await
+        .unwrap();
+
+    let calls = mock.calls();
+    let patch = calls
+        .iter()
+        .find(|c| c.method == "PATCH")
+        .expect("a patch of the deployment");
+    assert_eq!(patch.line(), format!("PATCH {DEPLOYMENTS}/server-v1"));
+    assert_eq!(
+        patch.content_type.as_deref(),
+        Some("application/merge-patch+json")
+    );
+    assert!(
+        patch.json()["spec"]["template"]["metadata"]["annotations"]
+            ["kubectl.kubernetes.io/restartedAt"]
+            .is_string(),
+        "{}",
+        patch.body
+    );
+    assert!(
+        calls
+            .iter()
+            .any(|c| c.line() == format!("GET {DEPLOYMENTS}")
+                && c.param("fieldSelector") == Some("metadata.name=server-v1")),
+        "the rollout was waited for: {calls:#?}"
+    );
+    assert_eq!(kind.servers().len(), 4, "the server pods were listed again");
+}
+
+#[tokio::test]
+async fn a_kill_on_the_cluster_deletes_the_oldest_server_pod_with_no_grace_period() {
+    let mock = cluster().await;
+    mock.on_query(
+        "GET",
+        PODS,
+        ("labelSelector", "app=server,version=v1"),
+        pods(&["server-v1-a", "server-v1-b"]),
+    )
+    .on(
+        "DELETE",
+        &format!("{PODS}/server-v1-a"),
+        Reply::Json(200, json!({ "metadata": { "name": "server-v1-a" } })),
+    );
+    let mut kind = backend(&mock);
+    kind.namespace = NS.into();
+
+    kind.apply(&Action::Kill { version: "v1" }).await.unwrap();
+
+    let writes = writes(&mock);
+    assert_eq!(writes, [format!("DELETE {PODS}/server-v1-a")]);
+    let delete = mock
+        .calls()
+        .into_iter()
+        .find(|c| c.method == "DELETE")
+        .unwrap();
+    assert_eq!(delete.json()["gracePeriodSeconds"], json!(0));
+}
