@@ -99,6 +99,11 @@ impl Kind {
     }
 
     async fn rollout(&self, name: &str) -> anyhow::Result<()> {
+        progress(&format!(
+            "  waiting for deployment {}/{name} (up to {}s)",
+            self.namespace,
+            self.deadlines.rollout.as_secs()
+        ));
         self.cluster
             .wait_rollout(&self.namespace, name, self.deadlines.rollout)
             .await
