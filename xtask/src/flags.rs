@@ -40,6 +40,9 @@ pub enum XtaskCmd {
     Down(Down),
     /// The cluster, the pinned versions, the tools, and what the demos have deployed
     Status(Status),
+    /// Measures the mesh's cost on the local twin: throughput, latency, Envoy CPU and memory, route
+    /// propagation, and hello-server against a bare tonic server
+    Bench(Bench),
     /// Prints the objects a scenario applies to a cluster, as YAML for kubectl
     Manifests(Manifests),
 }
@@ -164,6 +167,19 @@ pub struct Experiment {
     /// Write the HTML report into this directory [default: target/reports/experiment-<time>]
     #[arg(long, value_name = "DIR")]
     pub report: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct Bench {
+    /// Print one JSON document on stdout instead of the table
+    #[arg(long)]
+    pub json: bool,
+    /// A short run that checks the benchmark itself (seconds, not minutes); its numbers are rough
+    #[arg(long)]
+    pub quick: bool,
+    /// Build and run debug binaries (quicker to build; the tests use it); the numbers mean little
+    #[arg(long, hide = true)]
+    pub debug: bool,
 }
 
 fn positive_duration(s: &str) -> Result<Duration, String> {

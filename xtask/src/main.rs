@@ -3,6 +3,7 @@
 //! The command line is declared in [`flags`]; each task is a module with one `run`.
 
 mod backend;
+mod bench;
 #[allow(dead_code)]
 mod cluster;
 mod demo;
@@ -44,6 +45,7 @@ fn main() -> ExitCode {
         }
         flags::XtaskCmd::Down(cmd) => down::main(&cmd),
         flags::XtaskCmd::Status(cmd) => status::main(&cmd),
+        flags::XtaskCmd::Bench(cmd) => bench::main(&cmd),
         flags::XtaskCmd::Manifests(cmd) => manifests::main(&cmd),
     };
     result.map_or_else(report, |()| ExitCode::SUCCESS)

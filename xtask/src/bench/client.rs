@@ -1,0 +1,167 @@
+//! One run of hello-client: its JSON summaries, and what they say.
+
+use std::{path::Path, process::Stdio, time::Duration};
+
+use anyhow::{Context, Result, bail};
+use hello_apps::client::{Summary, SummaryKind};
+
+/// How often the client reports. The first report of a run (start-up, connecting) is left out of
+/// its rate.
+pub const INTERVAL: Duration = Duration::from_millis(250);
+/// How much longer than its duration a run may take before it counts as stuck.
+const OVERRUN: Duration = Duration::from_secs(20);
+
+/// What the client is asked to send.
+#[derive(Debug, Clone, Copy)]
+pub enum Load {
+    /// Closed loop: rounds of this many concurrent RPCs, as fast as they come back.
+    Concurrency(u32),
+    /// Open loop: this many RPCs a second on a fixed schedule (`--rate`).
+    Rate(u32),
+}
+
+/// The client's report of one run.
+#[derive(Debug, Clone)]
+pub struct ClientRun {
+    /// The per-interval summaries, in order.
+    pub intervals: Vec<Summary>,
+    /// The summary of the whole run.
+    pub total: Summary,
+}
+
+impl ClientRun {
+    /// RPCs a second after the first interval: the RPCs of the later intervals over the time
+    /// they span.
+    pub fn rate(&self) -> Option<f64> {
+        let first = self.intervals.first()?;
+        let later = &self.intervals[1..];
+        let last = later.last()?;
+        let span = last.t - first.t;
+        let rpcs: u64 = later.iter().map(|s| s.rpcs).sum();
+        (span > 0.0 && rpcs > 0).then(|| rpcs as f64 / span)
+    }
+}
+
+/// Runs hello-client against `target` for `duration` and returns its summaries. A run in which
+/// any RPC failed is an error: the numbers of a broken setup mean nothing.
+pub async fn run(
+    bin: &Path,
+    target: &str,
+    load: Load,
+    duration: Duration,
+    client_id: &str,
+    what: &str,
+) -> Result<ClientRun> {
+    let mut cmd = tokio::process::Command::new(bin);
+    cmd.env_clear()
+        .env("RUST_LOG", "off")
+        .arg(target)
+        .args(["--output", "json", "--client-id", client_id])
+        .arg("--interval")
+        .arg(format!("{}ms", INTERVAL.as_millis()))
+        .arg("--duration")
+        .arg(format!("{}ms", duration.as_millis()));
+    match load {
+        Load::Concurrency(n) => cmd.args(["--concurrency", &n.to_string()]),
+        Load::Rate(n) => cmd.args(["--rate", &n.to_string()]),
+    };
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let child = cmd
+        .spawn()
+        .with_context(|| format!("cannot start {}", bin.display()))?;
+    let output = tokio::time::timeout(duration + OVERRUN, child.wait_with_output())
+        .await
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "{what}: hello-client did not finish within {}s",
+                (duration + OVERRUN).as_secs()
+            )
+        })?
+        .with_context(|| format!("{what}: cannot wait for hello-client"))?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        bail!(
+            "{what}: hello-client exited with {}: {}",
+            output.status,
+            stderr
+                .lines()
+                .last()
+                .unwrap_or("(nothing on stderr)")
+                .trim()
+        );
+    }
+    let run = parse(&String::from_utf8_lossy(&output.stdout))
+        .with_context(|| format!("{what}: unreadable output of hello-client"))?;
+    if run.total.errors > 0 {
+        let codes: Vec<String> = run
+            .total
+            .errors_by_code
+            .iter()
+            .map(|(code, n)| format!("{code}={n}"))
+            .collect();
+        bail!(
+            "{what}: {} of {} rpcs failed ({})",
+            run.total.errors,
+            run.total.rpcs,
+            codes.join(" ")
+        );
+    }
+    if run.total.rpcs == 0 {
+        bail!("{what}: hello-client sent no rpc");
+    }
+    Ok(run)
+}
+
+fn parse(stdout: &str) -> Result<ClientRun> {
+    let mut intervals = Vec::new();
+    let mut total = None;
+    for line in stdout.lines().filter(|l| !l.trim().is_empty()) {
+        let summary: Summary =
+            serde_json::from_str(line).with_context(|| format!("not a summary: {line}"))?;
+        match summary.kind {
+            SummaryKind::Summary => intervals.push(summary),
+            SummaryKind::Final => total = Some(summary),
+        }
+    }
+    Ok(ClientRun {
+        intervals,
+        total: total.context("no final summary")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(kind: &str, t: f64, rpcs: u64) -> String {
+        format!(
+            r#"{{"type":"{kind}","t":{t},"rpcs":{rpcs},"ok":{rpcs},"errors":0,"errors_by_code":{{}},"by_server":{{}},"by_version":{{}},"latency_ms":{{"p50":0.1,"p90":0.2,"p99":0.3}}}}"#
+        )
+    }
+
+    #[test]
+    fn the_rate_leaves_the_first_interval_out() {
+        let out = [
+            line("summary", 0.25, 10),
+            line("summary", 0.5, 100),
+            line("summary", 0.75, 100),
+            line("summary", 0.8, 20),
+            line("final", 0.8, 230),
+        ]
+        .join("\n");
+        let run = parse(&out).unwrap();
+        assert_eq!(run.total.rpcs, 230);
+        let rate = run.rate().unwrap();
+        assert!((rate - 220.0 / 0.55).abs() < 1e-9, "{rate}");
+    }
+
+    #[test]
+    fn a_run_with_one_interval_has_no_rate_and_one_without_final_is_an_error() {
+        let run = parse(&[line("summary", 0.25, 10), line("final", 0.3, 12)].join("\n")).unwrap();
+        assert_eq!(run.rate(), None);
+        assert!(parse(&line("summary", 0.25, 10)).is_err());
+    }
+}
