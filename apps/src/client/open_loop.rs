@@ -3,9 +3,11 @@
 //! RPC k (from 0) is due at start + k/rate seconds. Each RPC is its own task, so a slow reply
 //! never delays the next RPC, and its latency runs from the time it was *due*, not from the time
 //! it was sent: a client that falls behind (a stalled timer, a busy runtime) shows up as latency
-//! instead of as fewer RPCs (no coordinated omission). The timer sleeps until the next RPC is due
-//! but wakes at most once per [`TICK`]; each wake sends every RPC due by then, so 20,000 RPCs/s
-//! go out 20 per wake, each still measured from its own due time. At most [`MAX_IN_FLIGHT`] RPCs
+//! instead of as fewer RPCs (no coordinated omission). The timer is a thread of its own that
+//! sleeps until the next RPC is due (the OS's sleep is precise to tens of microseconds, where the
+//! async runtime's timer rounds up to the next millisecond, which would show as latency) but wakes
+//! at most once per [`TICK`]; each wake sends every RPC due by then, so 20,000 RPCs/s go out 20
+//! per wake, each still measured from its own due time. At most [`MAX_IN_FLIGHT`] RPCs
 //! are in flight: an RPC due while that many are is not sent, and counts as an error
 //! ([`OVERLOAD`](super::stats::OVERLOAD)) rather than being sent late.
 
@@ -92,18 +94,15 @@ impl OpenLoop {
         let permits = Arc::new(Semaphore::new(self.max_in_flight as usize));
         let done = Arc::new(done);
         let mut next: u64 = 0;
-        let mut last_wake: Option<Instant> = None;
+        let mut ticks = ticks(self.start.into_std(), self.schedule, count);
         tokio::pin!(shutdown);
         while next < count {
-            let due = self.start + self.schedule.due(next);
-            let wake = last_wake.map_or(due, |last| due.max(last + TICK));
             tokio::select! {
                 biased;
                 () = &mut shutdown => break,
-                () = tokio::time::sleep_until(wake) => {}
+                tick = ticks.recv() => if tick.is_none() { break },
             }
             let now = Instant::now();
-            last_wake = Some(now);
             let upto = self
                 .schedule
                 .due_by(now.saturating_duration_since(self.start))
@@ -140,6 +139,45 @@ impl OpenLoop {
         let _all = permits.acquire_many(self.max_in_flight).await;
         next
     }
+}
+
+/// The timer of the open loop: a thread that wakes when the next RPC is due (at most once per
+/// [`TICK`]) and says so on the channel. It ends after the last RPC of `count`, or when the
+/// receiver is gone.
+fn ticks(
+    start: std::time::Instant,
+    schedule: Schedule,
+    count: u64,
+) -> tokio::sync::mpsc::UnboundedReceiver<()> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let timer = move || {
+        let mut next: u64 = 0;
+        let mut last_wake: Option<std::time::Instant> = None;
+        while next < count {
+            let due = start + schedule.due(next);
+            let wake = last_wake.map_or(due, |last| due.max(last + TICK));
+            let now = std::time::Instant::now();
+            if wake > now {
+                std::thread::sleep(wake - now);
+            }
+            let now = std::time::Instant::now();
+            last_wake = Some(now);
+            if tx.send(()).is_err() {
+                return;
+            }
+            next = schedule
+                .due_by(now.saturating_duration_since(start))
+                .max(next + 1);
+        }
+    };
+    if let Err(err) = std::thread::Builder::new()
+        .name("open-loop-timer".into())
+        .spawn(timer)
+    {
+        // Without its timer the loop sends nothing; the channel closing ends it.
+        tracing::error!(%err, "cannot start the open loop's timer thread");
+    }
+    rx
 }
 
 #[cfg(test)]
