@@ -634,3 +634,21 @@ async fn two_envoys_run_at_once() {
     }
     assert_eq!(upstream.requests.load(Ordering::SeqCst), 2);
 }
+
+#[tokio::test]
+async fn find_fails_in_one_line_when_envoy_is_nowhere_and_cannot_be_installed() {
+    // A project whose `.tools` is a file: the install has nowhere to go.
+    let root = scratch("no-install");
+    fs::write(root.join(".tools"), "in the way").unwrap();
+    let env = env_of(&[("PATH", OsString::new())]);
+
+    let err = envoy::find_with(&root, &env, &mut |_| {}).unwrap_err();
+
+    let message = err.to_string();
+    assert!(
+        message.starts_with("envoy not found and cannot be installed: cannot create "),
+        "{message}"
+    );
+    assert!(message.ends_with("and set ENVOY_BIN"), "{message}");
+    assert!(!message.contains('\n'), "{message}");
+}
