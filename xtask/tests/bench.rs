@@ -2,48 +2,19 @@
 //! fed by our control plane, the bare tonic server the bench builds, and hello-client. Checks the
 //! document's shape and arithmetic, never its timings (benchmarks measure, tests don't time).
 
-use std::{
-    process::{Command, Stdio},
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-const XTASK: &str = env!("CARGO_BIN_EXE_xtask");
 /// Includes the first debug build of the bare tonic server.
 const LIMIT: Duration = Duration::from_secs(600);
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
+mod common;
+
+use common::Run;
 
 fn xtask(args: &[&str]) -> Run {
-    let child = Command::new(XTASK)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run xtask");
-    let out = std::thread::scope(|s| {
-        let waiter = s.spawn(|| child.wait_with_output());
-        let end = Instant::now() + LIMIT;
-        while !waiter.is_finished() {
-            assert!(
-                Instant::now() < end,
-                "xtask {args:?} ran longer than {LIMIT:?}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        waiter.join().unwrap().unwrap()
-    });
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    common::xtask(args, LIMIT)
 }
 
 /// No process the bench started survives it: no server pod on the twin's addresses, no Envoy or

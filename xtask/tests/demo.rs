@@ -8,46 +8,18 @@ use std::{
 
 use serde_json::Value;
 
-const XTASK: &str = env!("CARGO_BIN_EXE_xtask");
 const LIMIT: Duration = Duration::from_secs(240);
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
+mod common;
+
+use common::{Run, XTASK};
 
 fn xtask(args: &[&str]) -> Run {
-    let child = Command::new(XTASK)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run xtask");
-    let out = std::thread::scope(|s| {
-        let waiter = s.spawn(|| child.wait_with_output());
-        let end = Instant::now() + LIMIT;
-        while !waiter.is_finished() {
-            assert!(
-                Instant::now() < end,
-                "xtask {args:?} ran longer than {LIMIT:?}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        waiter.join().unwrap().unwrap()
-    });
-    let run = Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
+    let run = common::xtask(args, LIMIT);
     assert_nothing_left(&run.stderr);
     run
 }
 
-/// No process of the twin survives xtask: no server pod on the twin's addresses, no Envoy
-/// started with a file of its work directory.
 fn assert_nothing_left(stderr: &str) {
     let Some(line) = stderr.lines().find(|l| l.contains("twin on 127.")) else {
         return;

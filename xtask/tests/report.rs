@@ -3,36 +3,17 @@
 
 use std::{
     path::{Path, PathBuf},
-    process::{Command, Output, Stdio},
-    time::{Duration, Instant},
+    process::Command,
+    time::Duration,
 };
 
 use serde_json::Value;
 
-const XTASK: &str = env!("CARGO_BIN_EXE_xtask");
+use common::XTASK;
 
-/// Runs a command to its end, or kills it after `limit`.
-fn run(command: &mut Command, limit: Duration) -> Output {
-    let child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
-    let pid = child.id();
-    std::thread::scope(|s| {
-        let waiter = s.spawn(|| child.wait_with_output());
-        let end = Instant::now() + limit;
-        while !waiter.is_finished() {
-            if Instant::now() > end {
-                let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-                panic!("{command:?} ran longer than {limit:?}");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        waiter.join().unwrap().unwrap()
-    })
-}
+mod common;
+
+use common::run;
 
 fn chromium() -> String {
     let bin = std::env::var("CHROMIUM").unwrap_or_else(|_| "chromium".to_owned());
@@ -67,9 +48,8 @@ fn open_in_chromium(page: &Path, dir: &Path, extra: &[&str]) -> (String, String)
             .arg(format!("file://{}", page.display())),
         Duration::from_secs(90),
     );
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "chromium failed: {stderr}");
-    (String::from_utf8_lossy(&out.stdout).into_owned(), stderr)
+    assert_eq!(out.code, 0, "chromium failed: {}", out.stderr);
+    (out.stdout, out.stderr)
 }
 
 /// Width and height from a PNG's IHDR chunk.
@@ -98,15 +78,14 @@ fn a_demo_writes_a_report_that_chromium_renders_with_a_chart_per_phase_and_the_t
             .arg(&dir),
         Duration::from_secs(240),
     );
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    let stderr = &out.stderr;
+    assert_eq!(out.code, 0, "{stderr}");
     let page = dir.join("index.html");
     assert!(
         stderr.contains(&format!("==> report: {}", page.display())),
         "the path is printed: {stderr}"
     );
-    let doc: Value =
-        serde_json::from_slice(&out.stdout).expect("stdout is the json document alone");
+    let doc: Value = serde_json::from_str(&out.stdout).expect("stdout is the json document alone");
     let phases = doc["phases"].as_array().unwrap().len();
     assert!(phases >= 2);
 
