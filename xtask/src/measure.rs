@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use hello_apps::client::Summary;
+use hello_apps::client::{Summary, SummaryKind};
 use serde::Serialize;
 
 /// One phase's numbers, as the `--json` document carries them.
@@ -71,24 +71,20 @@ pub fn phase(name: &str, mesh: bool, intervals: Vec<Summary>, servers: &[String]
         intervals: Vec::new(),
     };
     let mut weighted = [0.0f64; 3];
+    let mut total = Summary::empty(SummaryKind::Summary);
     for s in &intervals {
-        r.rpcs += s.rpcs;
-        r.ok += s.ok;
-        r.errors += s.errors;
-        for (dst, src) in [
-            (&mut r.errors_by_code, &s.errors_by_code),
-            (&mut r.by_server, &s.by_server),
-            (&mut r.by_version, &s.by_version),
-        ] {
-            for (k, v) in src {
-                *dst.entry(k.clone()).or_default() += v;
-            }
-        }
+        total.add_counts(s);
         let n = s.rpcs as f64;
         weighted[0] += s.latency_ms.p50 * n;
         weighted[1] += s.latency_ms.p90 * n;
         weighted[2] += s.latency_ms.p99 * n;
     }
+    r.rpcs = total.rpcs;
+    r.ok = total.ok;
+    r.errors = total.errors;
+    r.errors_by_code = total.errors_by_code;
+    r.by_server = total.by_server;
+    r.by_version = total.by_version;
     if r.rpcs > 0 {
         let n = r.rpcs as f64;
         // The client reports percentiles per interval; a phase's figure is their mean weighted by

@@ -75,15 +75,9 @@ impl Window {
         self.rpcs += other.rpcs;
         self.ok += other.ok;
         self.errors += other.errors;
-        for (dst, src) in [
-            (&mut self.errors_by_code, &other.errors_by_code),
-            (&mut self.by_server, &other.by_server),
-            (&mut self.by_version, &other.by_version),
-        ] {
-            for (k, v) in src {
-                *dst.entry(k.clone()).or_default() += v;
-            }
-        }
+        add_tally(&mut self.errors_by_code, &other.errors_by_code);
+        add_tally(&mut self.by_server, &other.by_server);
+        add_tally(&mut self.by_version, &other.by_version);
         // Both histograms have the same bounds, so adding cannot fail.
         let _ = self.latency.add(&other.latency);
     }
@@ -152,7 +146,44 @@ pub struct Latency {
     pub p99: f64,
 }
 
+/// Adds the counts of one tally (by code, server or version) to another.
+fn add_tally(into: &mut BTreeMap<String, u64>, from: &BTreeMap<String, u64>) {
+    for (k, v) in from {
+        *into.entry(k.clone()).or_default() += v;
+    }
+}
+
 impl Summary {
+    /// A summary of nothing, to add others to.
+    pub fn empty(kind: SummaryKind) -> Summary {
+        Summary {
+            kind,
+            t: 0.0,
+            rpcs: 0,
+            ok: 0,
+            errors: 0,
+            errors_by_code: BTreeMap::new(),
+            by_server: BTreeMap::new(),
+            by_version: BTreeMap::new(),
+            latency_ms: Latency {
+                p50: 0.0,
+                p90: 0.0,
+                p99: 0.0,
+            },
+        }
+    }
+
+    /// Adds another summary's counts (RPCs, outcomes, and the tallies by code, server and
+    /// version) to these. Latency is left alone: percentiles do not add up.
+    pub fn add_counts(&mut self, other: &Summary) {
+        self.rpcs += other.rpcs;
+        self.ok += other.ok;
+        self.errors += other.errors;
+        add_tally(&mut self.errors_by_code, &other.errors_by_code);
+        add_tally(&mut self.by_server, &other.by_server);
+        add_tally(&mut self.by_version, &other.by_version);
+    }
+
     /// The readable form of text mode: one line.
     pub fn text(&self) -> String {
         let list = |m: &BTreeMap<String, u64>| {
@@ -244,6 +275,22 @@ mod tests {
         assert_eq!((s.rpcs, s.ok, s.errors), (3, 1, 2));
         assert_eq!(s.errors_by_code["Overload"], 2);
         assert!(s.latency_ms.p50 >= 7.9, "{s:?}");
+    }
+
+    #[test]
+    fn added_summaries_add_their_counts_and_leave_latency_alone() {
+        let mut a = Window::default();
+        a.ok("s", "v1", Duration::from_millis(1));
+        a.error(tonic::Code::Unavailable, Duration::from_millis(1));
+        let one = a.summary(SummaryKind::Summary, Duration::ZERO);
+        let mut total = Summary::empty(SummaryKind::Summary);
+        total.add_counts(&one);
+        total.add_counts(&one);
+        assert_eq!((total.rpcs, total.ok, total.errors), (4, 2, 2));
+        assert_eq!(total.by_server["s"], 2);
+        assert_eq!(total.by_version["v1"], 2);
+        assert_eq!(total.errors_by_code["Unavailable"], 2);
+        assert_eq!(total.latency_ms.p99, 0.0);
     }
 
     #[test]
