@@ -2,7 +2,7 @@
 //! fed by our control plane, the bare tonic server the bench builds, and hello-client. Checks the
 //! document's shape and arithmetic, never its timings (benchmarks measure, tests don't time).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -21,48 +21,11 @@ fn xtask(args: &[&str]) -> Run {
 /// bare server started with a file of its work directory, no hello-client with its client id
 /// (the work directory's name).
 fn assert_nothing_left(stderr: &str) {
-    let line = stderr
-        .lines()
-        .find(|l| l.contains("twin on 127."))
-        .unwrap_or_else(|| panic!("no line names the twin: {stderr}"));
-    let block = line
-        .split("twin on ")
-        .nth(1)
-        .and_then(|r| r.split('/').next())
-        .unwrap()
-        .trim_end_matches(".0");
-    let work_dir = line.rsplit("logs in ").next().unwrap().trim();
+    let (block, work_dir) =
+        common::twin_of(stderr).unwrap_or_else(|| panic!("no line names the twin: {stderr}"));
     let client_id = work_dir.rsplit('/').next().unwrap();
-    assert!(client_id.starts_with("bench-"), "{line}");
-    let end = Instant::now() + Duration::from_secs(10);
-    loop {
-        let mut left = Vec::new();
-        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-            let path = entry.path();
-            let environ = std::fs::read(path.join("environ")).unwrap_or_default();
-            let cmdline = std::fs::read(path.join("cmdline")).unwrap_or_default();
-            let environ = String::from_utf8_lossy(&environ);
-            let cmdline = String::from_utf8_lossy(&cmdline);
-            if environ.contains(&format!("LISTEN_ADDR={block}."))
-                || cmdline.contains(work_dir)
-                || cmdline.contains(client_id)
-            {
-                left.push(format!(
-                    "{}: {}",
-                    path.display(),
-                    cmdline.replace('\0', " ")
-                ));
-            }
-        }
-        if left.is_empty() {
-            return;
-        }
-        assert!(
-            Instant::now() < end,
-            "processes left running after xtask exited: {left:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    assert!(client_id.starts_with("bench-"), "{work_dir}");
+    common::assert_no_process_left(&block, &[&work_dir, client_id]);
 }
 
 fn number(doc: &Value, path: &str) -> f64 {

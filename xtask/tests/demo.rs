@@ -3,7 +3,7 @@
 
 use std::{
     process::{Command, Stdio},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use serde_json::Value;
@@ -21,41 +21,8 @@ fn xtask(args: &[&str]) -> Run {
 }
 
 fn assert_nothing_left(stderr: &str) {
-    let Some(line) = stderr.lines().find(|l| l.contains("twin on 127.")) else {
-        return;
-    };
-    let block = line
-        .split("twin on ")
-        .nth(1)
-        .and_then(|r| r.split('/').next())
-        .unwrap()
-        .trim_end_matches(".0");
-    let work_dir = line.rsplit("logs in ").next().unwrap().trim();
-    let end = Instant::now() + Duration::from_secs(10);
-    loop {
-        let mut left = Vec::new();
-        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-            let path = entry.path();
-            let environ = std::fs::read(path.join("environ")).unwrap_or_default();
-            let cmdline = std::fs::read(path.join("cmdline")).unwrap_or_default();
-            let environ = String::from_utf8_lossy(&environ);
-            let cmdline = String::from_utf8_lossy(&cmdline);
-            if environ.contains(&format!("LISTEN_ADDR={block}.")) || cmdline.contains(work_dir) {
-                left.push(format!(
-                    "{}: {}",
-                    path.display(),
-                    cmdline.replace('\0', " ")
-                ));
-            }
-        }
-        if left.is_empty() {
-            return;
-        }
-        assert!(
-            Instant::now() < end,
-            "processes left running after xtask exited: {left:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
+    if let Some((block, work_dir)) = common::twin_of(stderr) {
+        common::assert_no_process_left(&block, &[&work_dir]);
     }
 }
 

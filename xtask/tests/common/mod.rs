@@ -49,3 +49,50 @@ pub fn run(command: &mut Command, limit: Duration) -> Run {
 pub fn xtask(args: &[&str], limit: Duration) -> Run {
     run(Command::new(XTASK).args(args), limit)
 }
+
+/// Where a run of the twin lives, from its progress line `... twin on 127.X.Y.0/24 ... logs in DIR`:
+/// the block's prefix (`127.X.Y`) and the work directory. `None` when no line names a twin.
+pub fn twin_of(stderr: &str) -> Option<(String, String)> {
+    let line = stderr.lines().find(|l| l.contains("twin on 127."))?;
+    let block = line
+        .split("twin on ")
+        .nth(1)
+        .and_then(|r| r.split('/').next())?
+        .trim_end_matches(".0")
+        .to_owned();
+    let work_dir = line.rsplit("logs in ").next()?.trim().to_owned();
+    Some((block, work_dir))
+}
+
+/// Waits (up to 10s) until no process is left with a server address of `block` in its environment
+/// or any of `markers` in its command line; fails naming those that are.
+pub fn assert_no_process_left(block: &str, markers: &[&str]) {
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut left = Vec::new();
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let path = entry.path();
+            let environ = std::fs::read(path.join("environ")).unwrap_or_default();
+            let cmdline = std::fs::read(path.join("cmdline")).unwrap_or_default();
+            let environ = String::from_utf8_lossy(&environ);
+            let cmdline = String::from_utf8_lossy(&cmdline);
+            if environ.contains(&format!("LISTEN_ADDR={block}."))
+                || markers.iter().any(|m| cmdline.contains(m))
+            {
+                left.push(format!(
+                    "{}: {}",
+                    path.display(),
+                    cmdline.replace('\0', " ")
+                ));
+            }
+        }
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < end,
+            "processes left running after xtask exited: {left:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
