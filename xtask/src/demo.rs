@@ -311,7 +311,9 @@ pub fn run_cluster(scenario: &Scenario, flags: &crate::flags::Demo) -> anyhow::R
         cluster.context
     ));
     if scenario.phases.iter().any(|p| p.mesh == Mesh::Sidecar)
-        && !runtime.block_on(cluster.deployment_exists("istio-system", "istiod"))?
+        && runtime
+            .block_on(cluster.deployment_image("istio-system", "istiod"))?
+            .is_none()
     {
         bail!(
             "istio is not installed in kube context {}: run `cargo xtask up-istio` first",

@@ -356,8 +356,7 @@ impl Cluster {
     /// newest, then by name.
     pub async fn pick_pod(&self, namespace: &str, selector: &str) -> anyhow::Result<String> {
         let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
-        let mut pods = self.list_pods(&api, namespace, selector).await?;
-        pods.retain(|p| p.metadata.deletion_timestamp.is_none());
+        let mut pods = self.live_pods(&api, namespace, selector).await?;
         pods.sort_by_key(|p| {
             (
                 !is_running(p),
@@ -397,8 +396,8 @@ impl Cluster {
     /// get SIGKILL with no drain. The ReplicaSet then starts a replacement. Returns the pod's name.
     pub async fn kill_oldest_pod(&self, namespace: &str, selector: &str) -> anyhow::Result<String> {
         let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
-        let mut pods = self.list_pods(&api, namespace, selector).await?;
-        pods.retain(|p| p.metadata.deletion_timestamp.is_none() && is_running(p));
+        let mut pods = self.live_pods(&api, namespace, selector).await?;
+        pods.retain(is_running);
         pods.sort_by_key(|p| (p.metadata.creation_timestamp.clone(), p.name_any()));
         let pod = pods.first().map(ResourceExt::name_any).with_context(|| {
             format!("no running pod matches {selector} in namespace {namespace}")
@@ -414,10 +413,9 @@ impl Cluster {
     pub async fn pod_names(&self, namespace: &str, selector: &str) -> anyhow::Result<Vec<String>> {
         let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
         let mut names: Vec<String> = self
-            .list_pods(&api, namespace, selector)
+            .live_pods(&api, namespace, selector)
             .await?
             .iter()
-            .filter(|p| p.metadata.deletion_timestamp.is_none())
             .map(ResourceExt::name_any)
             .collect();
         names.sort();
@@ -447,29 +445,22 @@ impl Cluster {
             .with_context(|| format!("get {path} from {namespace}/{pod} port {port}"))
     }
 
-    /// Whether a Deployment exists (e.g. `istio-system/istiod`).
-    pub async fn deployment_exists(&self, namespace: &str, name: &str) -> anyhow::Result<bool> {
-        let api: Api<Deployment> = Api::namespaced(self.client.clone(), namespace);
-        Ok(api
-            .get_opt(name)
-            .await
-            .map_err(api_error)
-            .with_context(|| format!("get deployment {namespace}/{name}"))?
-            .is_some())
-    }
-
-    async fn list_pods(
+    /// The pods matching `selector` that are not terminating: a terminating pod is on its way out,
+    /// and nothing here reads, counts or kills it.
+    async fn live_pods(
         &self,
         api: &Api<Pod>,
         namespace: &str,
         selector: &str,
     ) -> anyhow::Result<Vec<Pod>> {
-        let list = api
+        let mut pods = api
             .list(&ListParams::default().labels(selector))
             .await
             .map_err(api_error)
-            .with_context(|| format!("list pods {selector} in namespace {namespace}"))?;
-        Ok(list.items)
+            .with_context(|| format!("list pods {selector} in namespace {namespace}"))?
+            .items;
+        pods.retain(|p| p.metadata.deletion_timestamp.is_none());
+        Ok(pods)
     }
 
     /// Runs a command in a container (websocket exec) and returns its stdout; fails when the command does.
