@@ -159,10 +159,10 @@ impl Kind {
         if *name != objects::client_name(Mesh::Sidecar) {
             return Ok(());
         }
-        let pod = self
-            .cluster
-            .pick_pod(&self.namespace, &format!("app={name}"))
-            .await?;
+        // The pod whose logs are read: the one that runs the client now.
+        let Some(pod) = self.current_pod.as_ref().and_then(|c| c.borrow().clone()) else {
+            return Ok(());
+        };
         let routes = objects::route_objects(&scenario, self.weights.as_deref())?;
         let expected =
             route_check::expected(&routes, &objects::mesh_services(&scenario), objects::SERVER);

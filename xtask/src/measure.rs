@@ -53,15 +53,24 @@ pub struct Report {
 /// Adds up a phase's summaries. `servers` are the server pods that existed during the phase:
 /// those that got nothing count as zeros in the fairness index.
 pub fn phase(name: &str, mesh: bool, intervals: Vec<Summary>, servers: &[String]) -> PhaseResult {
+    let mut total = Summary::empty(SummaryKind::Summary);
+    let mut weighted = [0.0f64; 3];
+    for s in &intervals {
+        total.add_counts(s);
+        let n = s.rpcs as f64;
+        weighted[0] += s.latency_ms.p50 * n;
+        weighted[1] += s.latency_ms.p90 * n;
+        weighted[2] += s.latency_ms.p99 * n;
+    }
     let mut r = PhaseResult {
         name: name.to_owned(),
         mesh,
-        rpcs: 0,
-        ok: 0,
-        errors: 0,
-        errors_by_code: BTreeMap::new(),
-        by_server: BTreeMap::new(),
-        by_version: BTreeMap::new(),
+        rpcs: total.rpcs,
+        ok: total.ok,
+        errors: total.errors,
+        errors_by_code: total.errors_by_code,
+        by_server: total.by_server,
+        by_version: total.by_version,
         shares_by_version: BTreeMap::new(),
         weights: None,
         jain: 0.0,
@@ -70,21 +79,6 @@ pub fn phase(name: &str, mesh: bool, intervals: Vec<Summary>, servers: &[String]
         by_proxy: None,
         intervals: Vec::new(),
     };
-    let mut weighted = [0.0f64; 3];
-    let mut total = Summary::empty(SummaryKind::Summary);
-    for s in &intervals {
-        total.add_counts(s);
-        let n = s.rpcs as f64;
-        weighted[0] += s.latency_ms.p50 * n;
-        weighted[1] += s.latency_ms.p90 * n;
-        weighted[2] += s.latency_ms.p99 * n;
-    }
-    r.rpcs = total.rpcs;
-    r.ok = total.ok;
-    r.errors = total.errors;
-    r.errors_by_code = total.errors_by_code;
-    r.by_server = total.by_server;
-    r.by_version = total.by_version;
     if r.rpcs > 0 {
         let n = r.rpcs as f64;
         // The client reports percentiles per interval; a phase's figure is their mean weighted by
