@@ -92,7 +92,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<O
             .await
         }
     }
+    // Stopped, not only told to stop: a report it is printing on another worker thread must be out
+    // before the last interval and the final summary, which come last.
     reporter.abort();
+    let _ = reporter.await;
     let mut counts = counts.lock().expect("counts lock");
     let last = std::mem::take(&mut counts.interval);
     let total = counts.total.clone();
