@@ -17,6 +17,26 @@ pub struct Service {
     pub port: u16,
     /// Ready pod addresses (pod IP and target port).
     pub endpoints: Vec<SocketAddr>,
+    /// A headless Service (`clusterIP: None`): Istio sends a sidecar's requests for it to the
+    /// pod address the client chose (an `ORIGINAL_DST` cluster), instead of balancing over EDS.
+    pub headless: bool,
+}
+
+/// Istio's `meshConfig.defaultHttpRetryPolicy`: the retry policy of every route that sets none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Retries after the first try (`attempts`).
+    pub attempts: u32,
+    /// Envoy's `retry_on` conditions, comma separated (`retryOn`).
+    pub retry_on: String,
+}
+
+/// The mesh-wide settings istiod reads from its mesh configuration that change a sidecar's
+/// configuration. The default is Istio's own default.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MeshConfig {
+    /// `None`: Istio's built-in default retry policy.
+    pub default_http_retry_policy: Option<RetryPolicy>,
 }
 
 /// The kind of route an entry came from.

@@ -57,10 +57,23 @@ pub enum Role {
     /// A client's sidecar: an outbound listener per Service port on `ip`, routing by the
     /// `:authority` the client sent (`server:50051`), as Istio's sidecar does after its iptables
     /// interception.
-    Sidecar { ip: std::net::IpAddr },
+    Sidecar {
+        ip: std::net::IpAddr,
+        /// Where the client's connections to a headless Service's pods are intercepted: each
+        /// listener address stands for one pod address (the connection's original destination).
+        passthrough: Vec<Passthrough>,
+    },
     /// A proxy in front of one Service (the seed's server-side Envoy): whatever arrives at `addr`
     /// goes to `service`'s routes.
     Proxy { addr: SocketAddr, service: String },
+}
+
+/// One intercepted pod address of a headless Service: connections to `listen` are the client's
+/// connections to `original_dst`, as iptables would redirect them to the sidecar.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Passthrough {
+    pub listen: SocketAddr,
+    pub original_dst: SocketAddr,
 }
 
 /// The complete configuration of one Envoy.
@@ -115,7 +128,12 @@ pub fn cluster_name(service: &str, namespace: &str, port: u16) -> String {
 }
 
 /// Builds the configuration of one Envoy.
-pub fn resources(role: &Role, services: &[Service], routes: &[ServiceRoutes]) -> Resources {
+pub fn resources(
+    role: &Role,
+    services: &[Service],
+    routes: &[ServiceRoutes],
+    _mesh: &crate::model::MeshConfig,
+) -> Resources {
     let mut out = Resources::default();
     for svc in services {
         let name = cluster_name(&svc.name, &svc.namespace, svc.port);
@@ -123,7 +141,7 @@ pub fn resources(role: &Role, services: &[Service], routes: &[ServiceRoutes]) ->
         out.endpoints.push(load_assignment(&name, &svc.endpoints));
     }
     match role {
-        Role::Sidecar { ip } => {
+        Role::Sidecar { ip, .. } => {
             let ports: BTreeSet<u16> = services.iter().map(|s| s.port).collect();
             for port in ports {
                 let route_name = port.to_string();
@@ -506,7 +524,7 @@ fn load_assignment(cluster: &str, endpoints: &[SocketAddr]) -> ClusterLoadAssign
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Match, RouteKind};
+    use crate::model::{Match, MeshConfig, RouteKind};
 
     fn service(name: &str) -> Service {
         Service {
@@ -514,6 +532,7 @@ mod tests {
             namespace: "default".into(),
             port: 50051,
             endpoints: vec!["127.0.0.1:1".parse().unwrap()],
+            headless: false,
         }
     }
 
@@ -548,9 +567,11 @@ mod tests {
         resources(
             &Role::Sidecar {
                 ip: "127.0.0.2".parse().unwrap(),
+                passthrough: Vec::new(),
             },
             &services,
             &routes,
+            &MeshConfig::default(),
         )
     }
 
@@ -715,6 +736,7 @@ mod tests {
             },
             &services,
             &[],
+            &MeshConfig::default(),
         );
         assert_eq!(r.listeners.len(), 1);
         assert_eq!(r.routes[0].virtual_hosts[0].domains, ["*"]);

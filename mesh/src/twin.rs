@@ -24,7 +24,7 @@ use crate::{
     dns::{DnsError, DnsServer, Records},
     envoy::{self, Envoy, EnvoyConfig, EnvoyError},
     gateway::{self, RouteObject, Warning},
-    model::Service,
+    model::{MeshConfig, Service},
     translate::{self, Role},
     xds::{ControlPlane, Serving, XdsError},
 };
@@ -234,6 +234,7 @@ impl Twin {
             namespace: NAMESPACE.into(),
             port: PORT,
             endpoints: self.pods().map(|p| p.addr).collect(),
+            headless: false,
         }];
         for (version, pods) in &self.pods {
             services.push(Service {
@@ -241,6 +242,7 @@ impl Twin {
                 namespace: NAMESPACE.into(),
                 port: PORT,
                 endpoints: pods.iter().map(|p| p.addr).collect(),
+                headless: false,
             });
         }
         services
@@ -430,6 +432,7 @@ impl Twin {
     async fn start_static_sidecar(&self) -> Result<Envoy, TwinError> {
         let resources = self.resources_for(&Role::Sidecar {
             ip: self.block.ip(SIDECAR_HOST),
+            passthrough: Vec::new(),
         });
         let dir = self.spec.work_dir.join("static-sidecar");
         let bootstrap =
@@ -447,7 +450,7 @@ impl Twin {
     fn resources_for(&self, role: &Role) -> translate::Resources {
         let services = self.services();
         let (routes, _) = gateway::route_table(&self.routes, &services);
-        translate::resources(role, &services, &routes)
+        translate::resources(role, &services, &routes, &MeshConfig::default())
     }
 
     /// Pushes configuration to every xDS node; returns (node, version) pairs.
@@ -458,12 +461,13 @@ impl Twin {
         let mut pushed = Vec::new();
         let sidecar = Role::Sidecar {
             ip: self.block.ip(SIDECAR_HOST),
+            passthrough: Vec::new(),
         };
         pushed.push((
             "sidecar".to_owned(),
             self.cp.set(
                 "sidecar",
-                translate::resources(&sidecar, &services, &routes),
+                translate::resources(&sidecar, &services, &routes, &MeshConfig::default()),
             ),
         ));
         let n = match self.mesh {
@@ -478,8 +482,10 @@ impl Twin {
             let node = format!("proxy-{i}");
             pushed.push((
                 node.clone(),
-                self.cp
-                    .set(&node, translate::resources(&role, &services, &routes)),
+                self.cp.set(
+                    &node,
+                    translate::resources(&role, &services, &routes, &MeshConfig::default()),
+                ),
             ));
         }
         pushed
@@ -532,6 +538,7 @@ impl Twin {
             // A static configuration changes only by restarting the sidecar.
             let current = self.resources_for(&Role::Sidecar {
                 ip: self.block.ip(SIDECAR_HOST),
+                passthrough: Vec::new(),
             });
             if self.static_config.as_ref() != Some(&current) {
                 if let Some(old) = self.sidecar.take() {

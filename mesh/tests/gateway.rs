@@ -25,6 +25,7 @@ fn service(name: &str) -> Service {
         namespace: "default".to_owned(),
         port: PORT,
         endpoints: Vec::new(),
+        headless: false,
     }
 }
 

@@ -16,7 +16,7 @@ use std::{
 
 use mesh::{
     gateway,
-    model::Service,
+    model::{MeshConfig, Service},
     translate::{self, Role},
     twin::sidecar,
 };
@@ -229,6 +229,7 @@ fn services() -> Vec<Service> {
                 IpAddr::V4(Ipv4Addr::new(127, 0, 0, 10 + i as u8)),
                 50051,
             )],
+            headless: false,
         })
         .collect()
 }
@@ -262,8 +263,9 @@ fn any_route_set_the_loader_accepts_is_a_configuration_envoy_accepts() {
         let (table, _warnings) = gateway::route_table(&objects, &services);
         let role = Role::Sidecar {
             ip: IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)),
+            passthrough: Vec::new(),
         };
-        let resources = translate::resources(&role, &services, &table);
+        let resources = translate::resources(&role, &services, &table, &MeshConfig::default());
         let dir = work.join(seed.to_string());
         let mut bootstrap = sidecar::static_bootstrap(&resources, &dir).unwrap();
         // the twin gives Envoy its node on the command line; validation needs it in the bootstrap
@@ -330,8 +332,9 @@ fn the_loader_never_panics_whatever_the_text() {
                 let (table, _) = gateway::route_table(&objects, &services());
                 let role = Role::Sidecar {
                     ip: IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)),
+                    passthrough: Vec::new(),
                 };
-                translate::resources(&role, &services(), &table);
+                translate::resources(&role, &services(), &table, &MeshConfig::default());
             })
         });
         match outcome {

@@ -4,7 +4,7 @@
 use hello_apps::client::Summary;
 use tokio::sync::mpsc;
 
-use crate::scenario::{Action, Client, Mesh, Scenario};
+use crate::scenario::{Action, Client, Exposure, Mesh, Retries, Scenario};
 
 /// A running client: its JSON summaries, as they come.
 pub struct ClientStream {
@@ -20,6 +20,10 @@ pub trait Backend {
     async fn setup(&mut self, scenario: &Scenario) -> anyhow::Result<()>;
     /// Puts the phase's mesh (or none) between client and servers.
     async fn set_mesh(&mut self, mesh: Mesh) -> anyhow::Result<()>;
+    /// Exposes the Service `server` as the phase asks (a ClusterIP or a headless Service).
+    async fn set_exposure(&mut self, exposure: Exposure) -> anyhow::Result<()>;
+    /// Sets the mesh's default retry policy for the phase that starts.
+    async fn set_retries(&mut self, retries: Retries) -> anyhow::Result<()>;
     /// Applies one change.
     async fn apply(&mut self, action: &Action) -> anyhow::Result<()>;
     /// Starts a client with this workload.

@@ -57,6 +57,14 @@ pub async fn run<B: Backend>(
             .set_mesh(phase.mesh)
             .await
             .with_context(|| format!("phase {:?}: cannot set the mesh", phase.name))?;
+        backend
+            .set_exposure(phase.exposure.unwrap_or(scenario.exposure))
+            .await
+            .with_context(|| format!("phase {:?}: cannot expose the service", phase.name))?;
+        backend
+            .set_retries(phase.retries)
+            .await
+            .with_context(|| format!("phase {:?}: cannot set the retry policy", phase.name))?;
         if phase.under_load {
             // The load comes first: the changes happen while the client is busy.
             if client.is_none() {

@@ -7,7 +7,7 @@ use anyhow::bail;
 use crate::{
     demo::{self, Measure},
     flags,
-    scenario::{Client, Exposure, Mesh, Phase, Scenario},
+    scenario::{Client, Exposure, Mesh, Phase, Retries, Scenario},
 };
 
 /// Measured when neither --rpcs nor --duration is given.
@@ -61,6 +61,8 @@ pub fn main(flags: &flags::Experiment) -> anyhow::Result<()> {
             actions: Vec::new(),
             measure: flags.duration.unwrap_or(DEFAULT_DURATION),
             under_load: false,
+            retries: Retries::IstioDefault,
+            exposure: None,
         }],
     };
     let measure = flags.rpcs.map_or(Measure::Scenario, Measure::Rpcs);

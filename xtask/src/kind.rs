@@ -17,7 +17,7 @@ use crate::{
     backend::{Backend, ClientStream},
     cluster::{envoy_static, kube::Cluster, objects, route_check},
     demo::progress,
-    scenario::{Action, Client, Mesh, Scenario},
+    scenario::{Action, Client, Exposure, Mesh, Retries, Scenario},
 };
 
 /// The Istio sidecar's container, and how `istioctl proxy-config` reads its Envoy's configuration.
@@ -311,6 +311,22 @@ impl Backend for Kind {
     async fn set_mesh(&mut self, mesh: Mesh) -> anyhow::Result<()> {
         // Each arrangement is its own client Deployment (and the proxies are in the base objects).
         self.mesh = mesh;
+        Ok(())
+    }
+
+    async fn set_exposure(&mut self, exposure: Exposure) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            exposure == self.scenario().exposure,
+            "this backend cannot change how the service is exposed yet"
+        );
+        Ok(())
+    }
+
+    async fn set_retries(&mut self, retries: Retries) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            retries == Retries::IstioDefault,
+            "this backend cannot change the mesh's retry policy yet"
+        );
         Ok(())
     }
 

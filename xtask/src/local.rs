@@ -11,7 +11,7 @@ use tokio::{io::AsyncBufReadExt, sync::mpsc};
 
 use crate::{
     backend::{Backend, ClientStream},
-    scenario::{Action, Client, Exposure, Mesh, Scenario},
+    scenario::{Action, Client, Exposure, Mesh, Retries, Scenario},
 };
 
 /// What identifies a version of a route file or directory: modification times and sizes.
@@ -46,6 +46,7 @@ pub struct Local {
     routes_stamp: Option<Stamp>,
     twin: Option<Twin>,
     routes: Vec<RouteObject>,
+    exposure: Exposure,
 }
 
 impl Local {
@@ -64,6 +65,7 @@ impl Local {
             routes_stamp: None,
             twin: None,
             routes: Vec::new(),
+            exposure: Exposure::ClusterIp,
         }
     }
 
@@ -114,6 +116,7 @@ impl Backend for Local {
                 Exposure::Headless => twin::ServiceMode::Headless,
             },
         };
+        self.exposure = scenario.exposure;
         let twin = Twin::start(spec)
             .await
             .context("cannot start the local twin")?;
@@ -143,6 +146,22 @@ impl Backend for Local {
         if !same {
             self.twin().set_mesh(mesh_of(mesh)).await?;
         }
+        Ok(())
+    }
+
+    async fn set_exposure(&mut self, exposure: Exposure) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            exposure == self.exposure,
+            "this backend cannot change how the service is exposed yet"
+        );
+        Ok(())
+    }
+
+    async fn set_retries(&mut self, retries: Retries) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            retries == Retries::IstioDefault,
+            "this backend cannot change the mesh's retry policy yet"
+        );
         Ok(())
     }
 

@@ -34,6 +34,20 @@ impl Mesh {
     }
 }
 
+/// The mesh's default retry policy in a phase (Istio: `meshConfig.defaultHttpRetryPolicy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Retries {
+    /// Istio's built-in default policy.
+    #[default]
+    IstioDefault,
+    /// Istio's default conditions and `reset` (safe for idempotent RPCs).
+    #[expect(
+        dead_code,
+        reason = "the kill demo's retry phase (issue 10) will use it"
+    )]
+    WithReset,
+}
+
 /// The client's workload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Client {
@@ -85,6 +99,10 @@ pub struct Phase {
     /// The changes are made under load and measured: the client runs before they start, and the
     /// phase counts every RPC from their start until `measure` after their end.
     pub under_load: bool,
+    /// The mesh's default retry policy while the phase runs.
+    pub retries: Retries,
+    /// How the Service `server` is exposed in this phase; `None`: the scenario's exposure.
+    pub exposure: Option<Exposure>,
 }
 
 /// A whole demo.
@@ -137,6 +155,8 @@ fn phase(name: &'static str, mesh: Mesh, actions: Vec<Action>) -> Phase {
         actions,
         measure: SHORT,
         under_load: false,
+        retries: Retries::IstioDefault,
+        exposure: None,
     }
 }
 
@@ -145,6 +165,8 @@ fn under_load(name: &'static str, mesh: Mesh, action: Action) -> Phase {
     Phase {
         measure: Duration::from_secs(1),
         under_load: true,
+        retries: Retries::IstioDefault,
+        exposure: None,
         ..phase(name, mesh, vec![action])
     }
 }
@@ -192,6 +214,8 @@ pub fn all() -> Vec<Scenario> {
                 actions: vec![weights(v1, v2)],
                 measure: SHORT,
                 under_load: false,
+                retries: Retries::IstioDefault,
+                exposure: None,
             })
             .collect()
     };

@@ -518,6 +518,7 @@ pub fn mesh_services(scenario: &Scenario) -> Vec<mesh::model::Service> {
             namespace: namespace(scenario.name),
             port: GRPC_PORT,
             endpoints: Vec::new(),
+            headless: false,
         })
         .collect()
 }

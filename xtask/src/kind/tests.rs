@@ -12,7 +12,7 @@ use super::*;
 use crate::{
     cluster::kube::mock::{self, Mock, Reply},
     demo::{self, Measure},
-    scenario::{Exposure, Phase},
+    scenario::{Exposure, Phase, Retries},
 };
 
 const NS: &str = "gml-kindtest";
@@ -28,6 +28,8 @@ fn scenario() -> Scenario {
         actions,
         measure: Duration::from_millis(100),
         under_load: false,
+        retries: Retries::IstioDefault,
+        exposure: None,
     };
     Scenario {
         name: "kindtest",
