@@ -28,7 +28,7 @@ pub const RESOLVE_TIMEOUT: Duration = Duration::from_secs(2);
 #[derive(Debug, thiserror::Error)]
 pub enum ResolveError {
     #[error("cannot read the system resolver configuration")]
-    SystemConfig(#[source] NetError),
+    SystemConfig(#[source] Box<NetError>),
     #[error("cannot resolve {name} via {via}: no such name (NXDOMAIN)")]
     NoSuchName { name: String, via: String },
     #[error("cannot resolve {name} via {via}: produced zero addresses")]
@@ -44,7 +44,7 @@ pub enum ResolveError {
         name: String,
         via: String,
         #[source]
-        source: NetError,
+        source: Box<NetError>,
     },
 }
 
@@ -78,46 +78,47 @@ enum Kind {
 
 impl Resolver {
     pub fn new(target: &Target) -> Result<Resolver, ResolveError> {
-        let kind = match target {
-            Target::Ipv4(addrs) => Kind::Fixed(addrs.clone()),
-            Target::Dns { host, port, .. } if host.parse::<IpAddr>().is_ok() => {
-                Kind::Fixed(vec![SocketAddr::new(
-                    host.parse().expect("checked above"),
-                    *port,
-                )])
-            }
-            Target::Dns { server, host, port } => {
-                let mut builder = match server {
-                    None => TokioResolver::builder_tokio().map_err(ResolveError::SystemConfig)?,
-                    Some(server) => {
-                        let mut udp = ConnectionConfig::udp();
-                        udp.port = server.port();
-                        let mut tcp = ConnectionConfig::tcp();
-                        tcp.port = server.port();
-                        let mut ns = NameServerConfig::udp_and_tcp(server.ip());
-                        ns.connections = vec![udp, tcp];
-                        TokioResolver::builder_with_config(
-                            ResolverConfig::from_parts(None, vec![], vec![ns]),
-                            TokioRuntimeProvider::default(),
-                        )
+        let kind =
+            match target {
+                Target::Ipv4(addrs) => Kind::Fixed(addrs.clone()),
+                Target::Dns { host, port, .. } if host.parse::<IpAddr>().is_ok() => Kind::Fixed(
+                    vec![SocketAddr::new(host.parse().expect("checked above"), *port)],
+                ),
+                Target::Dns { server, host, port } => {
+                    let mut builder = match server {
+                        None => TokioResolver::builder_tokio()
+                            .map_err(|e| ResolveError::SystemConfig(Box::new(e)))?,
+                        Some(server) => {
+                            let mut udp = ConnectionConfig::udp();
+                            udp.port = server.port();
+                            let mut tcp = ConnectionConfig::tcp();
+                            tcp.port = server.port();
+                            let mut ns = NameServerConfig::udp_and_tcp(server.ip());
+                            ns.connections = vec![udp, tcp];
+                            TokioResolver::builder_with_config(
+                                ResolverConfig::from_parts(None, vec![], vec![ns]),
+                                TokioRuntimeProvider::default(),
+                            )
+                        }
+                    };
+                    let opts = builder.options_mut();
+                    // The balancer decides when to resolve again; a cache would hide scale-ups.
+                    opts.cache_size = 0;
+                    opts.ip_strategy = LookupIpStrategy::Ipv4thenIpv6;
+                    let resolver = builder
+                        .build()
+                        .map_err(|e| ResolveError::SystemConfig(Box::new(e)))?;
+                    Kind::Dns {
+                        resolver: Box::new(resolver),
+                        host: host.clone(),
+                        port: *port,
+                        via: match server {
+                            Some(server) => format!("DNS server {server}"),
+                            None => "the system resolver".to_owned(),
+                        },
                     }
-                };
-                let opts = builder.options_mut();
-                // The balancer decides when to resolve again; a cache would hide scale-ups.
-                opts.cache_size = 0;
-                opts.ip_strategy = LookupIpStrategy::Ipv4thenIpv6;
-                let resolver = builder.build().map_err(ResolveError::SystemConfig)?;
-                Kind::Dns {
-                    resolver: Box::new(resolver),
-                    host: host.clone(),
-                    port: *port,
-                    via: match server {
-                        Some(server) => format!("DNS server {server}"),
-                        None => "the system resolver".to_owned(),
-                    },
                 }
-            }
-        };
+            };
         Ok(Resolver { kind })
     }
 
@@ -152,7 +153,13 @@ impl Resolver {
                                 after: start.elapsed(),
                             });
                         }
-                        Ok(Err(source)) => return Err(ResolveError::Lookup { name, via, source }),
+                        Ok(Err(source)) => {
+                            return Err(ResolveError::Lookup {
+                                name,
+                                via,
+                                source: Box::new(source),
+                            });
+                        }
                     };
                 let mut addrs: Vec<SocketAddr> =
                     lookup.iter().map(|ip| SocketAddr::new(ip, *port)).collect();
