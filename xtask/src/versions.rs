@@ -1,4 +1,5 @@
 //! Every pinned version of the cluster path, in one place; each can be overridden by a flag.
+//! (Envoy's is `mesh::envoy::ENVOY_VERSION`: the cluster's proxies run the Envoy the twin runs.)
 
 /// The kind cluster's name; its kube context is `kind-<name>`.
 pub const CLUSTER_NAME: &str = "grpc-mesh-lab";
@@ -21,10 +22,6 @@ pub const GATEWAY_API_CRDS_SHA256: &str =
     "4ca80f21da038649c9450d8e4cf2dd8844a7f949ed24474a71c2ea7dd9c73df6";
 /// Where a local copy of the CRDs may be named instead of downloading them.
 pub const GATEWAY_API_CRDS_VAR: &str = "GATEWAY_API_CRDS";
-
-/// The Envoy image of the cluster's own proxies (server-side proxy, static sidecar); Istio's
-/// sidecars come with Istio.
-pub const ENVOY_IMAGE: &str = "envoyproxy/envoy:v1.40.0";
 
 /// The URL of istioctl for this machine, and of its published checksum file.
 pub fn istioctl_url(version: &str) -> anyhow::Result<(String, String)> {
