@@ -768,11 +768,15 @@ mod tests {
             images.client.reference(),
             "grpc-mesh-lab/hello-client:<content-hash>"
         );
+        assert_eq!(
+            images.envoy.reference(),
+            "grpc-mesh-lab/envoy:<content-hash>"
+        );
     }
 
     #[cfg(target_os = "linux")]
     #[test]
-    fn on_linux_the_plan_builds_static_binaries_then_each_image_from_scratch() {
+    fn on_linux_the_plan_builds_static_binaries_then_each_image_from_scratch_envoy_last() {
         let triple = host_triple();
         assert_eq!(
             plan(),
@@ -782,6 +786,7 @@ mod tests {
                 ),
                 "docker build -f apps/Dockerfile.scratch --target hello-server -t grpc-mesh-lab/hello-server:<content-hash> target/images/hello-server".into(),
                 "docker build -f apps/Dockerfile.scratch --target hello-client -t grpc-mesh-lab/hello-client:<content-hash> target/images/hello-client".into(),
+                "docker build -f apps/Dockerfile.envoy --target envoy -t grpc-mesh-lab/envoy:<content-hash> target/images/envoy".into(),
             ]
         );
     }
