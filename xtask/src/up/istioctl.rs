@@ -191,8 +191,10 @@ fn unpack(sh: &Shell, archive: &Path, tools: &Path, version: &str) -> Result<()>
     result
 }
 
-/// The loopback HTTP server of `tests/downloads.rs`, for the install tests.
+/// The loopback HTTP server of `tests/downloads.rs`, for the install tests (which need only part of
+/// it).
 #[cfg(test)]
+#[allow(dead_code)]
 #[path = "../../tests/loopback/mod.rs"]
 mod loopback;
 
@@ -343,7 +345,7 @@ mod tests {
             install(&sh, &fake.root(), "1.30.5", &release).unwrap_err()
         );
         assert!(
-            err.contains(&format!("but it has sha256 "))
+            err.contains("but it has sha256 ")
                 && err.contains(&format!(
                     "and {} says {wrong}: not kept",
                     release.sha256_url
