@@ -310,7 +310,7 @@ pub fn run_local(
 /// `--context`. Checks the context and Istio first, then builds the images (cached) and loads them
 /// into kind; the scenario's namespace goes at the end (on success, error or Ctrl-C) unless `--keep`.
 pub fn run_cluster(scenario: &Scenario, flags: &crate::flags::Demo) -> anyhow::Result<Report> {
-    use crate::cluster::{kube, objects};
+    use crate::cluster::kube;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let cluster = runtime.block_on(kube::connect(&flags.cluster, flags.context.as_deref()))?;
     let version = runtime.block_on(cluster.server_version())?;
@@ -343,11 +343,7 @@ pub fn run_cluster(scenario: &Scenario, flags: &crate::flags::Demo) -> anyhow::R
             built.client.reference()
         ),
     }
-    let images = objects::Images {
-        server: built.server.reference(),
-        client: built.client.reference(),
-        envoy: crate::versions::ENVOY_IMAGE.into(),
-    };
+    let images = built.objects();
     runtime.block_on(async {
         let mut backend = crate::kind::Kind::new(
             cluster,
@@ -385,11 +381,7 @@ pub fn cluster_plan(
         cluster::objects,
         plan::{Plan, Step},
     };
-    let images = objects::Images {
-        server: "grpc-mesh-lab/hello-server:<content-hash>".into(),
-        client: "grpc-mesh-lab/hello-client:<content-hash>".into(),
-        envoy: crate::versions::ENVOY_IMAGE.into(),
-    };
+    let images = crate::images::placeholders().objects();
     let ns = objects::namespace(scenario.name);
     let mut steps = vec![Step::Note(format!(
         "acts on the kube context {}; needs `cargo xtask up{}` first",

@@ -1,7 +1,11 @@
 //! Golden tests of the `--dry-run` plans: what `up`, `up-istio`, `down` and each cluster demo would
 //! run and apply. Regenerate after an intended change with `UPDATE_GOLDEN=1 cargo test -p xtask --test plans`.
 
-use std::{path::PathBuf, process::Command};
+use std::{path::PathBuf, process::Command, sync::OnceLock};
+
+#[allow(dead_code)]
+#[path = "../src/up/fetch.rs"]
+mod fetch;
 
 const XTASK: &str = env!("CARGO_BIN_EXE_xtask");
 const SCENARIOS: [&str; 13] = [
@@ -27,11 +31,20 @@ fn root() -> PathBuf {
         .to_path_buf()
 }
 
+/// The pinned Gateway API CRDs, found as `cargo xtask up` finds them (`GATEWAY_API_CRDS`,
+/// `.tools/`, or downloaded there), so that every plan lists the same objects.
+fn crds() -> &'static PathBuf {
+    static CRDS: OnceLock<PathBuf> = OnceLock::new();
+    CRDS.get_or_init(|| {
+        fetch::crds(&root(), &|name| std::env::var(name).ok()).unwrap_or_else(|e| panic!("{e:#}"))
+    })
+}
+
 fn dry_run(args: &[&str]) -> String {
-    let crds = root().join("../shared/gateway-api/v1.5.1/standard-install.yaml");
+    let crds = crds();
     let out = Command::new(XTASK)
         .args(args)
-        .env("GATEWAY_API_CRDS", &crds)
+        .env("GATEWAY_API_CRDS", crds)
         .current_dir(root())
         .output()
         .expect("run xtask");
@@ -90,9 +103,62 @@ fn the_up_plan_has_no_istio() {
 }
 
 #[test]
-fn the_down_plan_deletes_only_the_harness_cluster() {
+fn the_up_plan_loads_every_image_a_demo_runs_into_kind_the_envoy_image_included() {
+    let plan = dry_run(&["up", "--dry-run"]);
+    assert!(
+        plan.contains(
+            "run: kind load docker-image grpc-mesh-lab/hello-server:<content-hash> grpc-mesh-lab/hello-client:<content-hash> grpc-mesh-lab/envoy:<content-hash> --name grpc-mesh-lab"
+        ),
+        "{plan}"
+    );
+    assert!(!plan.contains("envoyproxy/"), "{plan}");
+}
+
+#[test]
+fn the_down_plan_checks_kind_then_deletes_only_the_harness_cluster() {
     let plan = dry_run(&["down", "--dry-run"]);
-    assert_eq!(plan, " 1. run: kind delete cluster --name grpc-mesh-lab\n");
+    assert!(
+        plan.contains(" 2. run: kind delete cluster --name grpc-mesh-lab\n"),
+        "{plan}"
+    );
+    golden("down", &plan);
+    let other = dry_run(&["down", "--dry-run", "--cluster", "other-lab"]);
+    assert!(
+        other.contains("run: kind delete cluster --name other-lab\n")
+            && !other.contains("grpc-mesh-lab"),
+        "{other}"
+    );
+}
+
+#[test]
+fn down_without_kind_says_how_to_get_it_in_one_line_and_runs_nothing() {
+    // A PATH with docker (running: down checks it first) and no kind. The cluster name is one
+    // nobody has, so that this test can never delete a real cluster.
+    let dir = std::env::temp_dir().join(format!("gml-plans-nokind-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let docker = std::env::var_os("PATH")
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|p| p.join("docker"))
+                .find(|p| p.is_file())
+        })
+        .expect("docker on PATH");
+    let link = dir.join("docker");
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(docker, &link).unwrap();
+    let out = Command::new(XTASK)
+        .args(["down", "--cluster", "gml-test-no-such-cluster"])
+        .env("PATH", &dir)
+        .current_dir(root())
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(
+        err.trim(),
+        "xtask: error: kind not found: install kind v0.33.0 or newer (https://kind.sigs.k8s.io/docs/user/quick-start/#installation)"
+    );
 }
 
 #[test]

@@ -191,7 +191,7 @@ fn backend(mock: &Mock) -> Kind {
     let images = objects::Images {
         server: "grpc-mesh-lab/hello-server:0123456789ab".into(),
         client: "grpc-mesh-lab/hello-client:ba9876543210".into(),
-        envoy: crate::versions::ENVOY_IMAGE.into(),
+        envoy: "grpc-mesh-lab/envoy:5a5a5a5a5a5a".into(),
     };
     let deadlines = Deadlines {
         rollout: Duration::from_secs(10),
