@@ -44,4 +44,38 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn kind_config_leaves_networking_to_kind_so_kube_proxy_balances_per_connection_in_iptables_mode()
+     {
+        // kind's defaults (kindnet, kube-proxy in iptables mode) are what the clusterip demo's
+        // lesson rests on: docs/cluster-assumptions.md, rows 2 and 22.
+        let text =
+            std::fs::read_to_string(crate::project::root().join("kind-config.yaml")).unwrap();
+        let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+        assert!(
+            doc.get("networking").is_none(),
+            "kind-config.yaml sets networking"
+        );
+    }
+
+    #[test]
+    fn istio_is_installed_minimal_with_sidecars_only_where_a_pod_asks_for_one() {
+        // docs/cluster-assumptions.md, rows 31 and 34: istiod alone, Gateway API on, and no
+        // namespace injected by default, so only the pod labelled for it gets a sidecar.
+        let text =
+            std::fs::read_to_string(crate::project::root().join("mesh/istio/istio.yaml")).unwrap();
+        let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+        assert_eq!(doc["kind"].as_str(), Some("IstioOperator"));
+        let spec = &doc["spec"];
+        assert_eq!(spec["profile"].as_str(), Some("minimal"));
+        assert_eq!(
+            spec["values"]["sidecarInjectorWebhook"]["enableNamespacesByDefault"].as_bool(),
+            Some(false)
+        );
+        assert_eq!(
+            spec["values"]["pilot"]["env"]["PILOT_ENABLE_GATEWAY_API"].as_str(),
+            Some("true")
+        );
+    }
 }
