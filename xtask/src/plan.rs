@@ -22,16 +22,6 @@ pub enum Step {
     WaitCrds(Vec<String>),
     /// Wait until a Deployment has rolled out.
     WaitRollout { namespace: String, name: String },
-    /// Scale a Deployment.
-    Scale {
-        namespace: String,
-        name: String,
-        replicas: u32,
-    },
-    /// Roll a Deployment's pods, as `kubectl rollout restart` does.
-    Restart { namespace: String, name: String },
-    /// Delete one pod matching the selector (the oldest) with no grace period: it is killed.
-    KillPod { namespace: String, selector: String },
     /// Something the user should know (printed, never executed).
     Note(String),
 }
@@ -83,21 +73,6 @@ impl fmt::Display for Step {
             Step::WaitRollout { namespace, name } => {
                 write!(f, "wait: deployment {namespace}/{name} rolled out")
             }
-            Step::Scale {
-                namespace,
-                name,
-                replicas,
-            } => write!(f, "scale: deployment {namespace}/{name} to {replicas}"),
-            Step::Restart { namespace, name } => {
-                write!(f, "restart: deployment {namespace}/{name}, pod by pod")
-            }
-            Step::KillPod {
-                namespace,
-                selector,
-            } => write!(
-                f,
-                "kill: the oldest pod {selector} in {namespace} (deleted with no grace period)"
-            ),
             Step::Note(text) => write!(f, "note: {text}"),
         }
     }
@@ -176,31 +151,6 @@ pub async fn execute(
                 connect(&mut kube, cluster, context)
                     .await?
                     .wait_crds_established(&names, std::time::Duration::from_secs(60))
-                    .await?;
-            }
-            Step::Scale {
-                namespace,
-                name,
-                replicas,
-            } => {
-                connect(&mut kube, cluster, context)
-                    .await?
-                    .scale(namespace, name, *replicas)
-                    .await?;
-            }
-            Step::Restart { namespace, name } => {
-                connect(&mut kube, cluster, context)
-                    .await?
-                    .restart(namespace, name)
-                    .await?;
-            }
-            Step::KillPod {
-                namespace,
-                selector,
-            } => {
-                connect(&mut kube, cluster, context)
-                    .await?
-                    .kill_oldest_pod(namespace, selector)
                     .await?;
             }
             Step::WaitRollout { namespace, name } => {
