@@ -570,7 +570,16 @@ async fn follow_client<O: Ops>(
             .await
         {
             Ok(mut lines) => loop {
+                // A change of pod first (and the same order every time, so a dry run's steps are too).
                 tokio::select! {
+                    biased;
+                    changed = current.changed() => {
+                        if changed.is_err() {
+                            return;
+                        }
+                        // Another pod: follow it at once.
+                        continue 'follow;
+                    }
                     line = lines.next() => {
                         let Some(Ok(line)) = line else { break };
                         let Some((written, text)) = split_timestamp(&line) else { continue };
@@ -587,13 +596,6 @@ async fn follow_client<O: Ops>(
                         if counts && tx.send(summary).is_err() {
                             return;
                         }
-                    }
-                    changed = current.changed() => {
-                        if changed.is_err() {
-                            return;
-                        }
-                        // Another pod: follow it at once.
-                        continue 'follow;
                     }
                 }
             },
