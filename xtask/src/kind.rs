@@ -685,7 +685,7 @@ impl<O: Ops> Backend for Kind<O> {
             )
             .await?;
         self.exposure = exposure;
-        if self.sidecar_pod().is_some() {
+        if self.client.is_some() {
             self.verify_sidecar().await?;
             self.count_from_now();
         }
