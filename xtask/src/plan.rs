@@ -50,16 +50,6 @@ pub enum Step {
     WaitCrds(Vec<String>),
     /// Wait until a Deployment has rolled out.
     WaitRollout { namespace: String, name: String },
-    /// Scale a Deployment.
-    Scale {
-        namespace: String,
-        name: String,
-        replicas: u32,
-    },
-    /// Roll a Deployment's pods, as `kubectl rollout restart` does.
-    Restart { namespace: String, name: String },
-    /// Delete one pod matching the selector (the oldest) with no grace period: it is killed.
-    KillPod { namespace: String, selector: String },
     /// Something the user should know (printed, never executed).
     Note(String),
 }
@@ -168,21 +158,6 @@ impl fmt::Display for Step {
             Step::WaitRollout { namespace, name } => {
                 write!(f, "wait: deployment {namespace}/{name} rolled out")
             }
-            Step::Scale {
-                namespace,
-                name,
-                replicas,
-            } => write!(f, "scale: deployment {namespace}/{name} to {replicas}"),
-            Step::Restart { namespace, name } => {
-                write!(f, "restart: deployment {namespace}/{name}, pod by pod")
-            }
-            Step::KillPod {
-                namespace,
-                selector,
-            } => write!(
-                f,
-                "kill: the oldest pod {selector} in {namespace} (deleted with no grace period)"
-            ),
             Step::Note(text) => write!(f, "note: {text}"),
         }
     }
@@ -353,28 +328,6 @@ impl Runner for Real {
                 self.kube()
                     .await?
                     .wait_crds_established(&names, CRDS_ESTABLISHED)
-                    .await?;
-            }
-            Step::Scale {
-                namespace,
-                name,
-                replicas,
-            } => {
-                self.kube()
-                    .await?
-                    .scale(&namespace, &name, replicas)
-                    .await?
-            }
-            Step::Restart { namespace, name } => {
-                self.kube().await?.restart(&namespace, &name).await?;
-            }
-            Step::KillPod {
-                namespace,
-                selector,
-            } => {
-                self.kube()
-                    .await?
-                    .kill_oldest_pod(&namespace, &selector)
                     .await?;
             }
             Step::WaitRollout { namespace, name } => {

@@ -183,24 +183,108 @@ fn every_demo_has_a_cluster_plan_that_applies_its_objects_and_measures_each_phas
             plan.contains(&format!("Namespace gml-{scenario}")),
             "{scenario}: {plan}"
         );
-        assert!(plan.contains("measure "), "{scenario}: {plan}");
+        let phases = plan.matches("note: phase ").count();
+        assert!(phases > 0, "{scenario}: {plan}");
+        assert_eq!(
+            plan.matches("measuring").count(),
+            phases,
+            "{scenario}: every phase is measured: {plan}"
+        );
         golden(&format!("demo-{scenario}"), &plan);
     }
 }
 
+/// The line numbers of the steps containing `text`.
+fn steps_with(plan: &str, text: &str) -> Vec<usize> {
+    plan.lines()
+        .filter(|l| l.contains(text))
+        .filter_map(|l| l.trim_start().split_once(". ")?.0.parse().ok())
+        .collect()
+}
+
 #[test]
-fn the_httproute_plan_checks_the_sidecar_before_measuring_and_applies_each_weight() {
+fn the_httproute_plan_reads_the_route_status_then_the_sidecar_before_measuring_and_applies_each_weight()
+ {
     let plan = dry_run(&["demo", "httproute", "--dry-run"]);
     assert!(
         plan.contains("Deployment gml-httproute/client-mesh-on"),
         "{plan}"
     );
-    assert!(plan.contains("sidecar holds the route"), "{plan}");
     assert_eq!(
         plan.matches("apply (the route with new weights").count(),
         4,
         "{plan}"
     );
+    let status = steps_with(
+        &plan,
+        "read: HTTPRoute gml-httproute/server's status from istio.io/gateway-controller",
+    );
+    let dumps = steps_with(
+        &plan,
+        "exec: `pilot-agent request GET config_dump` in gml-httproute/client-mesh-on-",
+    );
+    let measured = steps_with(&plan, "note: measuring");
+    assert_eq!(
+        (status.len(), dumps.len(), measured.len()),
+        (4, 4, 4),
+        "{plan}"
+    );
+    for phase in 0..4 {
+        assert!(
+            status[phase] < dumps[phase] && dumps[phase] < measured[phase],
+            "phase {}: status, then the dump, then measuring: {plan}",
+            phase + 1
+        );
+    }
+}
+
+#[test]
+fn the_kill_plan_sigkills_a_container_on_its_node_and_waits_for_that_pod_not_the_deployment() {
+    let plan = dry_run(&["demo", "kill", "--dry-run"]);
+    let kills = steps_with(
+        &plan,
+        "run: docker exec <node> crictl stop --timeout 0 <id of server-v1-pod1/hello-server> (SIGKILL)",
+    );
+    assert_eq!(kills.len(), 2, "one a phase: {plan}");
+    let rollouts = steps_with(&plan, "wait: deployment gml-kill/server-v1 rolled out");
+    assert!(
+        rollouts.iter().all(|r| r < &kills[0]),
+        "no rollout wait after a kill: {plan}"
+    );
+    assert!(!plan.contains("grace period 0"), "{plan}");
+}
+
+#[test]
+fn the_kill_plan_on_another_context_loads_no_image_and_says_its_kill_is_a_grace_0_delete() {
+    let plan = dry_run(&["demo", "kill", "--dry-run", "--context", "staging"]);
+    assert!(!plan.contains("kind load"), "{plan}");
+    assert!(
+        plan.contains("note: staging is not a kind context: its nodes must be able to pull"),
+        "{plan}"
+    );
+    assert_eq!(
+        plan.matches("delete: pod gml-kill/server-v1-pod1 with grace period 0 (the kubelet still sends SIGTERM and waits 2s)")
+            .count(),
+        1,
+        "the first kill deletes pod1; its replacement is pod2: {plan}"
+    );
+    assert!(!plan.contains("crictl"), "{plan}");
+}
+
+#[test]
+fn the_compare_plan_stops_the_mesh_off_client_before_the_mesh_on_one_starts() {
+    let plan = dry_run(&["demo", "compare", "--dry-run"]);
+    let stop = plan
+        .find("scale: deployment gml-compare/client-mesh-off to 0")
+        .expect("the mesh-off client is scaled to zero");
+    let stopped = plan[stop..]
+        .find("wait: deployment gml-compare/client-mesh-off rolled out")
+        .map(|i| i + stop)
+        .expect("and waited for");
+    let start = plan
+        .find("    Deployment gml-compare/client-mesh-on")
+        .expect("the mesh-on client is applied");
+    assert!(stop < stopped && stopped < start, "{plan}");
 }
 
 /// A kubeconfig whose only context (the current one) is somebody's production cluster.
