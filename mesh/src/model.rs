@@ -80,7 +80,7 @@ pub struct Match {
 /// A weighted destination.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Backend {
-    /// The Service name; it may not exist (then its share of traffic gets UNAVAILABLE).
+    /// The Service name; it may not exist (then its share of traffic gets HTTP 500, as Istio answers).
     pub service: String,
     pub namespace: String,
     pub port: Option<u16>,
