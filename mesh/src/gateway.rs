@@ -66,7 +66,7 @@ pub fn route_table(
 }
 
 /// The routes a client in `client_namespace` uses for each Service, as Istio 1.30 programs its
-/// sidecar: at most one [`ServiceRoutes`] per Service (sorted by namespace and name), the first
+/// sidecar: at most one [`ServiceRoutes`] per Service (in the order of `services`), the first
 /// of Istio's VirtualServices for it (one per route namespace and parentRef port: those in the
 /// client's namespace first, then the oldest), with the HTTPRoute and GRPCRoute entries merged
 /// in Istio's order and nothing after the first entry that matches every call.

@@ -726,6 +726,19 @@ fn grpc_method_matches_become_the_paths_istio_writes() {
 }
 
 #[test]
+fn an_entry_is_named_in_envoy_after_its_rule_name_else_its_route_and_rule_index() {
+    let yaml = canary(concat!(
+        "  - name: to-v1\n",
+        "    matches: [{method: {service: a}}]\n",
+        "    backendRefs: [{name: server-v1, port: 50051}]\n",
+        "  - backendRefs: [{name: server-v2, port: 50051}]\n",
+    ));
+    let (entries, _) = entries_of(&parse_ok(&yaml));
+    let route_names: Vec<&str> = entries.iter().map(|e| e.route_name.as_str()).collect();
+    assert_eq!(route_names, ["to-v1", "default.canary.1"]);
+}
+
+#[test]
 fn a_grpc_rule_without_matches_matches_every_call() {
     let yaml = canary("  - backendRefs: [{name: server-v1, port: 50051}]\n");
     let (entries, _) = entries_of(&parse_ok(&yaml));
@@ -827,6 +840,18 @@ fn a_host_header_change_becomes_an_authority_rewrite_and_a_name_given_twice_keep
     );
     let only_add = canary(
         "  - filters: [{type: RequestHeaderModifier, requestHeaderModifier: {add: [{name: Host, value: b.example}]}}]\n    backendRefs: [{name: server-v1, port: 50051}]\n",
+    );
+    let twice = canary(
+        "  - filters: [{type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: Host, value: a.example}, {name: host, value: c.example}]}}]\n    backendRefs: [{name: server-v1, port: 50051}]\n",
+    );
+    let (entries, warnings) = entries_of(&parse_ok(&twice));
+    assert_eq!(
+        entries[0].request_headers.host_rewrite.as_deref(),
+        Some("a.example")
+    );
+    assert_eq!(
+        warnings,
+        [Warning("GRPCRoute default/canary: RequestHeaderModifier sets header host twice (names are case-insensitive): only the first is used".to_owned())]
     );
     let (entries, _) = entries_of(&parse_ok(&only_add));
     assert_eq!(
@@ -1167,30 +1192,98 @@ fn a_route_on_the_port_and_a_route_on_every_port_are_two_virtual_services_and_on
 
 #[test]
 fn a_rule_without_matches_on_a_port_sorts_as_a_match_on_the_port_alone() {
+    // Rule 0 has no matches; rule 1 has one empty match. Both match every call, so only the first
+    // of them is used; which one is first depends on the parentRef's port.
     let yaml = canary(concat!(
         "  - backendRefs: [{name: server-v1, port: 50051}]\n",
-        "  - matches: [{headers: [{name: x-canary, value: 'true'}]}]\n",
+        "  - matches: [{}]\n",
         "    backendRefs: [{name: server-v2, port: 50051}]\n",
     ));
-    let every = parse_ok(&yaml);
-    let (table, _) = gateway::route_table(&every, &services());
+    let (table, warnings) = gateway::route_table(&parse_ok(&yaml), &services());
     assert_eq!(
         names(&table[0].entries),
-        [
-            "GRPCRoute default/canary rule 1 match 0",
-            "GRPCRoute default/canary rule 0 match 0"
-        ],
-        "without a port, a rule without matches goes last"
+        ["GRPCRoute default/canary rule 1 match 0"],
+        "without a port, the rule without matches goes last"
     );
-    let on_port = parse_ok(&yaml.replace("name: server}", "name: server, port: 50051}"));
-    let (table, _) = gateway::route_table(&on_port, &services());
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    let on_port = yaml.replace("name: server}", "name: server, port: 50051}");
+    let (table, _) = gateway::route_table(&parse_ok(&on_port), &services());
     assert_eq!(
         names(&table[0].entries),
+        ["GRPCRoute default/canary rule 0 match 0"],
+        "with a port, it has a match (on the port) and keeps its place"
+    );
+}
+
+#[test]
+fn every_kind_of_catch_all_ends_the_routes_and_a_method_or_header_condition_does_not() {
+    let yaml = http_route(
+        "web",
+        concat!(
+            "  - matches: [{path: {value: /}, method: POST}, {path: {type: RegularExpression, value: '.*'}}, {path: {type: RegularExpression, value: '/a.*'}}, {path: {type: RegularExpression, value: '.'}}]\n",
+            "    backendRefs: [{name: server-v1, port: 50051}]\n",
+        ),
+    );
+    let (entries, warnings) = entries_of(&parse_ok(&yaml));
+    assert_eq!(
+        names(&entries),
         [
-            "GRPCRoute default/canary rule 1 match 0",
-            "GRPCRoute default/canary rule 0 match 0"
+            "HTTPRoute default/web rule 0 match 0",
+            "HTTPRoute default/web rule 0 match 2",
+            "HTTPRoute default/web rule 0 match 1"
         ],
-        "with a port, more headers still come first"
+        "the longer regex first, then `.*`, and nothing after it"
+    );
+    assert_eq!(
+        warnings,
+        [Warning("HTTPRoute default/web rule 0 match 3: never used: it comes after HTTPRoute default/web rule 0 match 1, which matches every call, and Istio programs nothing after such a route".to_owned())]
+    );
+    let two = [
+        grpc_route(
+            "a",
+            "",
+            "  - backendRefs: [{name: server-v1, port: 50051}]\n",
+        ),
+        grpc_route(
+            "b",
+            "",
+            "  - backendRefs: [{name: server-v2, port: 50051}]\n",
+        ),
+    ]
+    .join("---\n");
+    let (entries, warnings) = entries_of(&parse_ok(&two));
+    assert_eq!(names(&entries), ["GRPCRoute default/a rule 0 match 0"]);
+    assert_eq!(
+        warnings,
+        [Warning("GRPCRoute default/b rule 0 match 0: never used: it comes after GRPCRoute default/a rule 0 match 0, which matches every call, and Istio programs nothing after such a route".to_owned())]
+    );
+}
+
+#[test]
+fn a_grpcroute_without_rules_leaves_the_service_to_its_default_route() {
+    let none = grpc_route("empty", "", "").replace("  rules:\n", "");
+    let (table, warnings) = gateway::route_table(&parse_ok(&none), &services());
+    assert_eq!(table, []);
+    assert_eq!(
+        warnings,
+        [Warning("GRPCRoute default/empty: has no rules, so it routes nothing (its parent Services are treated as if no route were attached)".to_owned())]
+    );
+    // An older route without rules does not hide a newer one with rules.
+    let both = [
+        grpc_route("empty", "  creationTimestamp: 2020-01-01T00:00:00Z\n", "")
+            .replace("  rules:\n", ""),
+        grpc_route(
+            "full",
+            "",
+            "  - backendRefs: [{name: server-v1, port: 50051}]\n",
+        )
+        .replace("name: server}", "name: server, port: 50051}"),
+    ]
+    .join("---\n");
+    let (table, _) = gateway::route_table(&parse_ok(&both), &services());
+    assert_eq!(
+        names(&table[0].entries),
+        ["GRPCRoute default/full rule 0 match 0"]
     );
 }
 

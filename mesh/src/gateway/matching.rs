@@ -44,9 +44,9 @@ fn http_path(kind: PathKind, value: &str) -> StringMatch {
     }
 }
 
-/// The model's match for a route match. Header matches are kept under the name as written, one per
-/// name (the CRD refuses a name given twice; `Foo` and `foo` are two names to it and to Istio, and
-/// both must then match), sorted by name as Istio sorts Envoy's header matchers.
+/// The model's match for a route match. Header matches are kept under the name as written (the CRD
+/// refuses a name given twice; `Foo` and `foo` are two names to it and to Istio, and both must then
+/// match), sorted by name as Istio sorts Envoy's header matchers.
 pub(super) fn model_match(view: &MatchView<'_>) -> Match {
     let path = match &view.target {
         Target::AnyCall => None,
@@ -57,23 +57,21 @@ pub(super) fn model_match(view: &MatchView<'_>) -> Match {
         } => grpc_path(*service, *method, *regex),
         Target::Path { kind, value } => Some(http_path(*kind, value)),
     };
-    let mut headers: Vec<HeaderMatch> = Vec::new();
-    for header in &view.headers {
-        let value = header.value.to_owned();
-        let matched = HeaderMatch {
-            name: header.name.to_owned(),
-            value: if header.regex {
-                StringMatch::Regex(value)
-            } else {
-                StringMatch::Exact(value)
-            },
-        };
-        // A map in Istio: a later entry of the same name replaces the earlier one.
-        match headers.iter_mut().find(|h| h.name == matched.name) {
-            Some(earlier) => *earlier = matched,
-            None => headers.push(matched),
-        }
-    }
+    let mut headers: Vec<HeaderMatch> = view
+        .headers
+        .iter()
+        .map(|header| {
+            let value = header.value.to_owned();
+            HeaderMatch {
+                name: header.name.to_owned(),
+                value: if header.regex {
+                    StringMatch::Regex(value)
+                } else {
+                    StringMatch::Exact(value)
+                },
+            }
+        })
+        .collect();
     headers.sort_by(|a, b| a.name.cmp(&b.name));
     Match {
         path,
@@ -86,7 +84,8 @@ pub(super) fn model_match(view: &MatchView<'_>) -> Match {
 /// `sortHTTPRoutes` (a stable sort, over routes ordered by creation time): entries with a match
 /// before entries without one; then the path kind, `Exact` before `PathPrefix` before
 /// `RegularExpression` before none; then the longer path (in bytes, as Istio wrote it); then a
-/// method match; then more header matches; then more query parameter matches.
+/// method match; then more header matches. (Istio then counts query parameter matches, which the
+/// twin refuses.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) struct SortKey {
     no_match: bool,
@@ -94,13 +93,12 @@ pub(super) struct SortKey {
     path_len: Reverse<usize>,
     has_method: Reverse<bool>,
     headers: Reverse<usize>,
-    query_params: Reverse<usize>,
 }
 
 /// The sort key of an entry. `has_match` is false for a rule without matches (a GRPCRoute rule
 /// without `matches`) unless the parentRef names a port: Istio then gives the rule a match on the
 /// port alone, and it sorts as a match without a path.
-pub(super) fn sort_key(matched: &Match, has_match: bool, query_params: usize) -> SortKey {
+pub(super) fn sort_key(matched: &Match, has_match: bool) -> SortKey {
     let (rank, len) = match &matched.path {
         None => (-1, 0),
         Some(StringMatch::Exact(p)) => (3, p.len()),
@@ -113,7 +111,6 @@ pub(super) fn sort_key(matched: &Match, has_match: bool, query_params: usize) ->
         path_len: Reverse(len),
         has_method: Reverse(matched.method.is_some()),
         headers: Reverse(matched.headers.len()),
-        query_params: Reverse(query_params),
     }
 }
 

@@ -206,7 +206,6 @@ pub(super) fn route_table(
             entries,
         });
     }
-    table.sort_by(|a, b| (&a.namespace, &a.service).cmp(&(&b.namespace, &b.service)));
     (table, warnings)
 }
 
@@ -223,7 +222,7 @@ fn merge(key: Key, mut members: Vec<usize>, routes: &[Prepared]) -> Group {
         .map(|c| {
             // A parentRef port gives every rule a match (on the port), even one without matches.
             let has_match = c.has_match || key.port.is_some();
-            (sort_key(&c.entry.matched, has_match, 0), &c.entry)
+            (sort_key(&c.entry.matched, has_match), &c.entry)
         })
         .collect();
     entries.sort_by_key(|(sort, _)| *sort);

@@ -429,16 +429,64 @@ fn a_backend_without_a_port_goes_to_its_service_s_port_else_the_parent_s() {
     missing.port = None;
     let mut known = backend("server-v1", 1);
     known.port = None;
-    let r = sidecar(attached(vec![grpc(vec![missing]), grpc(vec![known])]));
-    let routes = &host(&r, "server").routes;
+    let mut v1 = service("server-v1");
+    v1.port = 9000;
+    let services = [service("server"), v1];
+    let role = Role::Sidecar {
+        ip: "127.0.0.2".parse().unwrap(),
+        passthrough: Vec::new(),
+    };
+    let routes = attached(vec![grpc(vec![missing]), grpc(vec![known])]);
+    let r = resources(&role, &services, &routes, &MeshConfig::default());
+    let rc = r.routes.iter().find(|rc| rc.name == "50051").unwrap();
+    let routes = &rc.virtual_hosts[0].routes;
     assert_eq!(
         cluster_of(&routes[0]),
         "outbound|50051||server-v9.default.svc.cluster.local"
     );
     assert_eq!(
         cluster_of(&routes[1]),
-        "outbound|50051||server-v1.default.svc.cluster.local"
+        "outbound|9000||server-v1.default.svc.cluster.local"
     );
+}
+
+#[test]
+fn each_port_gets_its_listener_and_route_configuration_with_the_services_on_it() {
+    let mut metrics = service("metrics");
+    metrics.port = 9090;
+    let services = [service("server"), metrics];
+    let role = Role::Sidecar {
+        ip: "127.0.0.2".parse().unwrap(),
+        passthrough: Vec::new(),
+    };
+    let r = resources(&role, &services, &[], &MeshConfig::default());
+    let listeners: Vec<&str> = r.listeners.iter().map(|l| l.name.as_str()).collect();
+    assert_eq!(listeners, ["127.0.0.2_9090", "127.0.0.2_50051"]);
+    let hosts: Vec<(&str, Vec<&str>)> = r
+        .routes
+        .iter()
+        .map(|rc| {
+            (
+                rc.name.as_str(),
+                rc.virtual_hosts.iter().map(|v| v.name.as_str()).collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        hosts,
+        [
+            ("9090", vec!["metrics.default.svc.cluster.local:9090"]),
+            ("50051", vec!["server.default.svc.cluster.local:50051"])
+        ]
+    );
+}
+
+#[test]
+fn routes_attached_to_a_namesake_in_another_namespace_are_not_this_service_s() {
+    let mut elsewhere = attached(vec![grpc(vec![backend("server-v2", 1)])]);
+    elsewhere[0].namespace = "other".into();
+    let r = sidecar(elsewhere);
+    assert_eq!(host(&r, "server").routes[0].name, "default");
 }
 
 #[test]
@@ -568,6 +616,21 @@ fn matches_become_istio_s_path_specifiers_then_headers_then_the_method() {
         Some(route_match::PathSpecifier::Prefix("/".into()))
     );
     assert_eq!(matches[3].case_sensitive, None, "a rule without matches");
+    let operations: Vec<&str> = host(&r, "server")
+        .routes
+        .iter()
+        .map(|r| r.decorator.as_ref().unwrap().operation.as_str())
+        .collect();
+    let v1 = "server-v1.default.svc.cluster.local:50051";
+    assert_eq!(
+        operations,
+        [
+            format!("{v1}/*"),
+            format!("{v1}/[^/]+/SayHello"),
+            format!("{v1}/*"),
+            format!("{v1}/*")
+        ]
+    );
 }
 
 #[test]
