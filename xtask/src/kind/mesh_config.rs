@@ -32,21 +32,14 @@ pub const KEY: &str = "mesh";
 pub const ORIGINAL_ANNOTATION: &str = "grpc-mesh-lab/original-mesh";
 const POLICY_KEY: &str = "defaultHttpRetryPolicy";
 
-/// Istio's default retry conditions and attempts (`retry.go`: `defaultRetryOn`, `defaultNumRetries`).
-/// A local copy: the shared helper that builds this policy for both backends (issue 10) is not on main
-/// yet; these two constants go when it is.
-pub const ISTIO_DEFAULT_RETRY_ON: &str =
-    "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes";
-pub const ISTIO_DEFAULT_ATTEMPTS: u32 = 2;
+/// Istio's default retry conditions (`retry.go`: `defaultRetryOn`), as the twin's translation has them.
+pub use mesh::translate::ISTIO_DEFAULT_RETRY_ON;
 
 /// The mesh-wide policy a phase asks for; `None`: Istio's built-in default (no policy in the mesh config).
 pub fn policy(retries: Retries) -> Option<RetryPolicy> {
     match retries {
         Retries::IstioDefault => None,
-        Retries::WithReset => Some(RetryPolicy {
-            attempts: ISTIO_DEFAULT_ATTEMPTS,
-            retry_on: format!("{ISTIO_DEFAULT_RETRY_ON},reset"),
-        }),
+        Retries::WithReset => Some(RetryPolicy::istio_default_with("reset")),
     }
 }
 

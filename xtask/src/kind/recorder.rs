@@ -407,7 +407,7 @@ impl Recorder {
             )
         };
         let retry =
-            json!({ "retry_on": retry_on, "num_retries": mesh_config::ISTIO_DEFAULT_ATTEMPTS });
+            json!({ "retry_on": retry_on, "num_retries": mesh::translate::ISTIO_DEFAULT_ATTEMPTS });
         let routes: Vec<Value> = if splits.is_empty() {
             vec![json!({ "route": { "cluster": cluster(objects::SERVER), "retry_policy": retry } })]
         } else {
