@@ -461,6 +461,29 @@ fn endpoints(cp: &mesh::xds::ControlPlane, cluster: &str) -> Vec<std::net::Socke
     out
 }
 
+/// Retries the sidecar's circuit breakers refused: Envoy's default allows 3 at once, Istio sets
+/// the maximum (the translation's business); each refused retry is a failed RPC.
+fn retry_overflow(rt: &tokio::runtime::Runtime, twin: &Twin) -> u64 {
+    rt.block_on(twin.sidecar().unwrap().stats())
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| {
+            k.starts_with("cluster.outbound|") && k.ends_with(".upstream_rq_retry_overflow")
+        })
+        .map(|(_, v)| v)
+        .sum()
+}
+
+/// Everything the client reported so far and the interval in progress.
+fn everything_so_far(client: &Client) -> Counts {
+    let mut counts = Counts::default();
+    while let Ok(s) = client.lines.try_recv() {
+        counts.add(&s);
+    }
+    counts.add(&client.lines.recv_timeout(DEADLINE).unwrap());
+    counts
+}
+
 /// Starts a twin with `server` exposed as `mode` and the xDS sidecar on.
 fn meshed(rt: &tokio::runtime::Runtime, name: &str, pods: u32, mode: ServiceMode) -> Twin {
     let mut twin = rt
@@ -619,8 +642,16 @@ fn a_killed_pod_restarts_in_place_and_rejoins_once_ready() {
     assert_eq!(after[0].restarts, 1);
     assert_ne!(after[0].pid(), before[&killed].1, "a new process");
     assert_eq!(twin.pods().count(), 3);
+    let through = everything_so_far(&client);
+    let overflow = retry_overflow(&rt, &twin);
+    assert!(
+        through.errors <= 10 + overflow,
+        "at most the 10 RPCs in flight on the killed pod fail; the retries cover the connect \
+         failures until its endpoint leaves: {through:?}, {overflow} retries overflowed"
+    );
     client.drain();
     let counts = client.measure(5);
+    assert_eq!(counts.errors, 0, "{counts:?}");
     assert!(
         counts.by_server.get(&killed).is_some_and(|n| *n > 0),
         "it serves again: {counts:?}"
@@ -722,5 +753,27 @@ fn the_mesh_config_is_translated_into_the_sidecar_s_configuration() {
     let version = snapshot.version;
     rt.block_on(twin.control_plane().wait_acked("sidecar", version))
         .unwrap();
+    rt.block_on(twin.shutdown());
+}
+
+#[test]
+fn a_rolling_restart_behind_a_sidecar_fails_only_retries_the_circuit_breaker_refuses() {
+    let rt = rt();
+    let mut twin = meshed(&rt, "rolling", 3, ServiceMode::ClusterIp);
+    let client = Client::start(&twin.target(), &[]);
+    client.drain();
+    rt.block_on(twin.rolling_restart("v1")).unwrap();
+    let through = everything_so_far(&client);
+    let overflow = retry_overflow(&rt, &twin);
+    assert!(
+        through.errors <= overflow,
+        "the old pods drain while their endpoints are still pushed: new connections to them are \
+         refused and retried elsewhere, nothing else fails: {through:?}, {overflow} retries overflowed"
+    );
+    let names: Vec<String> = twin.pods().map(|p| p.name.clone()).collect();
+    assert_eq!(names, ["server-v1-3", "server-v1-4", "server-v1-5"]);
+    client.drain();
+    assert_balanced(&client.measure(5), 3);
+    drop(client);
     rt.block_on(twin.shutdown());
 }

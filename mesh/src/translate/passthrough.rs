@@ -11,7 +11,8 @@
 //! configuration (`listener.go`, `buildSidecarOutboundListeners`: "HTTP services can happily reside
 //! on 0.0.0.0:PORT and use the wildcard route match to get to the appropriate IP through original
 //! dst clusters"), whose virtual host for the Service also answers `*.<name>` for pod host names
-//! (`httproute.go`, `generateVirtualHostDomains`).
+//! (`httproute.go`, `generateVirtualHostDomains`; those wildcards the route translation has not
+//! written already are added here).
 //!
 //! The twin has no iptables. Each [`Passthrough`] of the sidecar role stands for one intercepted
 //! destination: a listener on its own loopback address, a copy of the sidecar's listener for that
@@ -72,6 +73,7 @@ pub(super) fn apply(role: &Role, services: &[Service], out: &mut Resources) {
                     .iter()
                     .filter(|d| !d.starts_with('*'))
                     .map(|d| format!("*.{d}"))
+                    .filter(|w| !vh.domains.contains(w))
                     .collect();
                 vh.domains.extend(wildcards);
             }
