@@ -120,6 +120,11 @@ impl Backend for Local {
         let twin = Twin::start(spec)
             .await
             .context("cannot start the local twin")?;
+        crate::demo::progress(&format!(
+            "twin on {}, logs in {}",
+            twin.block(),
+            self.work_dir.display()
+        ));
         self.twin = Some(twin);
         let routes = match (&self.routes_path, scenario.routes) {
             (Some(path), _) => {
@@ -252,9 +257,6 @@ impl Backend for Local {
                 self.routes = routes.clone();
                 self.twin().set_routes(routes).await?;
                 crate::demo::progress(&format!("  {} changed: pushed to the mesh", path.display()));
-                for w in self.warnings() {
-                    eprintln!("warning: {w}");
-                }
             }
             // A half-saved or broken edit: say so, keep what is in force.
             Err(err) => eprintln!("warning: {err}; the previous routes stay in force"),
