@@ -31,7 +31,44 @@ fn invalid_client_targets_are_one_line_errors() {
             "ipv4:10.0.0.1",
             r#""10.0.0.1" is not an IPv4 address with a port"#,
         ),
-        ("server:99999", r#""99999" is not a port number"#),
+        ("server:99999", "port 99999 is out of range (1-65535)"),
+    ] {
+        assert_one_line_error(run(CLIENT, &[target, "--rounds", "1"], &[]), 2, text);
+    }
+}
+
+#[test]
+fn malformed_dns_targets_are_usage_errors_not_other_targets() {
+    for (target, text) in [
+        // Once read as the DNS server [::1]:53.
+        (
+            "dns://[::1/server:50051",
+            r#"invalid target "dns://[::1/server:50051": DNS server "[::1" has an unclosed '['"#,
+        ),
+        (
+            "dns://[::1]:/server:50051",
+            r#"DNS server "[::1]:": missing port after ':'"#,
+        ),
+        (
+            "dns://127.0.0.1:0/server:50051",
+            "port 0 is out of range (1-65535)",
+        ),
+        (
+            "dns://127.0.0.1:65536/server:50051",
+            "port 65536 is out of range (1-65535)",
+        ),
+        ("dns:///[::1:50051", r#""[::1:50051" has an unclosed '['"#),
+        ("dns:///:50051", "empty host name"),
+        ("dns:///server:", "missing port after ':'"),
+        (
+            "dns:///server:port",
+            r#""port" is not a port number (1-65535)"#,
+        ),
+        (
+            "dns:///server:65536",
+            "port 65536 is out of range (1-65535)",
+        ),
+        ("dns:///::1:50051", "an IPv6 address needs brackets"),
     ] {
         assert_one_line_error(run(CLIENT, &[target, "--rounds", "1"], &[]), 2, text);
     }

@@ -42,6 +42,8 @@ use prost::{Message, Name};
 
 use crate::model::{Backend, HeaderModifier, RouteEntry, Service, ServiceRoutes, StringMatch};
 
+mod passthrough;
+
 pub const LISTENER_TYPE: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
 pub const ROUTE_TYPE: &str = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
 pub const CLUSTER_TYPE: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
@@ -183,6 +185,7 @@ pub fn resources(
                 .push(listener(&format!("proxy_{addr}"), *addr, &route_name));
         }
     }
+    passthrough::apply(role, services, &mut out);
     out
 }
 

@@ -5,10 +5,25 @@
 //!
 //! What the client's target `server:50051` resolves to is the whole experiment: a virtual IP, the
 //! pods, the proxies, or the sidecar (as Istio's interception sends a meshed pod's traffic to its
-//! sidecar).
+//! sidecar). With the sidecar on and `server` headless, each pod address has an intercepting
+//! address of its own (the same host number in the block's second /24), which the sidecar
+//! forwards to that pod: Istio's passthrough for headless Services ([`translate::Passthrough`]).
+//!
+//! Timing follows Kubernetes and Istio, not an idealised mesh:
+//! - an endpoint change reaches DNS and the virtual IPs at once (CoreDNS and kube-proxy watch the
+//!   EndpointSlices), and the Envoys after istiod's debounce ([`PushTiming::ISTIO`]);
+//! - a pod scaled away or replaced gets SIGTERM at the same time as its endpoint leaves (the
+//!   kubelet and the EndpointSlice controller act on the deletion independently), so requests can
+//!   still reach it while it drains;
+//! - a killed pod's container is restarted in place by the kubelet (same name, same address), as
+//!   [`kubelet`] describes;
+//! - configuration changes (mesh, routes, Service type, mesh config) are pushed, then waited for
+//!   until every running Envoy accepted them, then DNS follows (make before break).
 
+mod kubelet;
 mod l4;
 mod pods;
+pub mod push;
 pub mod sidecar;
 
 use std::{
@@ -19,13 +34,15 @@ use std::{
 };
 
 pub use pods::{Pod, PodError, PodSpec};
+pub use push::PushTiming;
+use tokio::time::Instant;
 
 use crate::{
     dns::{DnsError, DnsServer, Records},
     envoy::{self, Envoy, EnvoyConfig, EnvoyError},
     gateway::{self, RouteObject, Warning},
     model::{MeshConfig, Service},
-    translate::{self, Role},
+    translate::{self, Passthrough, Role},
     xds::{ControlPlane, Serving, XdsError},
 };
 
@@ -69,12 +86,14 @@ pub enum TwinError {
     NoEnvoy,
 }
 
-/// How the `server` Services are exposed without a mesh.
+/// How the Service `server` is exposed (the per-version Services are always ClusterIP, as on the
+/// cluster).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ServiceMode {
-    /// One virtual IP, balanced per connection (kube-proxy).
+    /// One virtual IP, balanced per connection (kube-proxy); with the sidecar, balanced per
+    /// request by the sidecar.
     ClusterIp,
-    /// Every pod address in DNS.
+    /// Every ready pod address in DNS; with the sidecar, passthrough to the pod the client chose.
     Headless,
 }
 
@@ -102,11 +121,13 @@ pub struct TwinSpec {
     pub versions: Vec<(String, u32)>,
     /// Extra environment of every server pod (max connection age, response delay).
     pub server_env: Vec<(String, String)>,
+    /// How `server` is exposed at the start; [`Twin::set_mode`] changes it.
     pub mode: ServiceMode,
 }
 
-/// A /24 of loopback addresses of this twin alone: 127.X.Y.0 with X and Y random, so twins (and
-/// tests) never share an address.
+/// A /23 of loopback addresses of this twin alone: 127.X.Y.0/24 (Y even) for the twin's own
+/// addresses and 127.X.Y+1.0/24 for the addresses the sidecar intercepts in place of each pod,
+/// with X and Y random, so twins (and tests) never share an address.
 #[derive(Debug, Clone, Copy)]
 pub struct Block(u8, u8);
 
@@ -114,11 +135,16 @@ impl Block {
     pub fn random() -> Block {
         use rand::Rng;
         let mut rng = rand::rng();
-        Block(rng.random_range(1..=254), rng.random_range(1..=254))
+        Block(rng.random_range(1..=254), 2 * rng.random_range(1..=126))
     }
 
     pub fn ip(&self, host: u8) -> IpAddr {
         IpAddr::V4(Ipv4Addr::new(127, self.0, self.1, host))
+    }
+
+    /// The address the sidecar intercepts in place of the pod at `host`.
+    pub fn intercept(&self, host: u8) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::new(127, self.0, self.1 + 1, host))
     }
 }
 
@@ -137,17 +163,27 @@ pub struct Twin {
     records: Records,
     cp: ControlPlane,
     xds: Serving,
+    pusher: push::Pusher,
+    timing: PushTiming,
+    /// The ready pods, by version: the endpoints.
     pods: BTreeMap<String, Vec<Pod>>,
     next_pod_host: u8,
     next_ordinal: BTreeMap<String, u32>,
     vips: BTreeMap<String, l4::VirtualIp>,
     mesh: Mesh,
+    mode: ServiceMode,
+    mesh_config: MeshConfig,
+    /// The sidecar keeps intercepting pod addresses while `server` stops being headless, until
+    /// DNS no longer hands them out.
+    keep_intercepts: bool,
     sidecar: Option<Envoy>,
     proxies: Vec<Envoy>,
     routes: Vec<RouteObject>,
     warnings: Vec<Warning>,
     /// The configuration the static sidecar was started with.
     static_config: Option<translate::Resources>,
+    relist: kubelet::Relist,
+    backoff: kubelet::RestartBackoff,
 }
 
 impl Twin {
@@ -167,6 +203,8 @@ impl Twin {
             block,
             _dns: dns,
             records,
+            pusher: push::Pusher::new(cp.clone()),
+            timing: PushTiming::default(),
             cp,
             xds,
             pods: BTreeMap::new(),
@@ -174,15 +212,25 @@ impl Twin {
             next_ordinal: BTreeMap::new(),
             vips: BTreeMap::new(),
             mesh: Mesh::Off,
+            mode: spec.mode,
+            mesh_config: MeshConfig::default(),
+            keep_intercepts: false,
             sidecar: None,
             proxies: Vec::new(),
             routes: Vec::new(),
             warnings: Vec::new(),
             static_config: None,
+            relist: kubelet::Relist::new(Instant::now()),
+            backoff: kubelet::RestartBackoff::default(),
         };
+        // The starting state is settled: no event timing to model.
         for (version, replicas) in &spec.versions {
-            twin.scale(version, *replicas).await?;
+            for _ in 0..*replicas {
+                let pod = twin.start_pod(version).await?;
+                twin.pods.entry(version.clone()).or_default().push(pod);
+            }
         }
+        twin.publish_now().await?;
         Ok(twin)
     }
 
@@ -191,9 +239,9 @@ impl Twin {
         format!("dns://{}/{SERVICE}:{PORT}", self._dns.local_addr())
     }
 
-    /// The twin's loopback block, e.g. `127.31.7.0/24`.
+    /// The twin's loopback block, e.g. `127.31.6.0/23`.
     pub fn block(&self) -> String {
-        format!("127.{}.{}.0/24", self.block.0, self.block.1)
+        format!("127.{}.{}.0/23", self.block.0, self.block.1)
     }
 
     pub fn dns_addr(&self) -> SocketAddr {
@@ -202,6 +250,16 @@ impl Twin {
 
     pub fn mesh(&self) -> Mesh {
         self.mesh
+    }
+
+    /// How `server` is exposed now.
+    pub fn mode(&self) -> ServiceMode {
+        self.mode
+    }
+
+    /// The mesh configuration in force.
+    pub fn mesh_config(&self) -> &MeshConfig {
+        &self.mesh_config
     }
 
     pub fn control_plane(&self) -> &ControlPlane {
@@ -222,7 +280,7 @@ impl Twin {
         &self.warnings
     }
 
-    /// The pods now running, by version.
+    /// The pods now ready, by version.
     pub fn pods(&self) -> impl Iterator<Item = &Pod> {
         self.pods.values().flatten()
     }
@@ -234,7 +292,7 @@ impl Twin {
             namespace: NAMESPACE.into(),
             port: PORT,
             endpoints: self.pods().map(|p| p.addr).collect(),
-            headless: false,
+            headless: self.mode == ServiceMode::Headless,
         }];
         for (version, pods) in &self.pods {
             services.push(Service {
@@ -248,8 +306,16 @@ impl Twin {
         services
     }
 
-    /// Scales one version to `replicas`: new pods get new addresses and names; removed pods (the
-    /// newest first, as a ReplicaSet does) leave DNS and endpoints first, then drain.
+    /// When changes reach the control plane from now on: [`PushTiming::ISTIO`] (the default), or
+    /// [`PushTiming::Immediate`] to measure the raw push.
+    pub fn set_push_timing(&mut self, timing: PushTiming) {
+        self.timing = timing;
+    }
+
+    /// Scales one version to `replicas`. New pods get new addresses and names and join the
+    /// endpoints once the kubelet sees them ready. Removed pods (the newest first, as a
+    /// ReplicaSet does) leave the endpoints and get SIGTERM at the same time, then drain. Returns
+    /// once every Envoy has the new endpoints and the removed pods have exited.
     pub async fn scale(&mut self, version: &str, replicas: u32) -> Result<(), TwinError> {
         let have = self.pods.get(version).map_or(0, Vec::len) as u32;
         if replicas > have {
@@ -257,19 +323,24 @@ impl Twin {
                 let pod = self.start_pod(version).await?;
                 self.pods.entry(version.to_owned()).or_default().push(pod);
             }
-            self.publish().await
+            self.wait_relist().await;
+            self.endpoints_changed().await?;
+            self.settle().await
         } else {
             let pods = self.pods.entry(version.to_owned()).or_default();
             let removed: Vec<Pod> = pods.drain(replicas as usize..).collect();
-            self.publish().await?;
-            futures::future::join_all(removed.into_iter().map(|p| p.stop(POD_STOP_DEADLINE))).await;
-            Ok(())
+            self.endpoints_changed().await?;
+            let stops =
+                futures::future::join_all(removed.into_iter().map(|p| p.stop(POD_STOP_DEADLINE)));
+            let (_, settled) = tokio::join!(stops, self.settle());
+            settled
         }
     }
 
     /// Replaces every pod of a version, one at a time, as a Deployment's rolling update does with
-    /// max surge 1 and max unavailable 0: a new pod starts and joins the endpoints, then an old one
-    /// leaves them and drains (SIGTERM), and only then the next.
+    /// max surge 1 and max unavailable 0: a new pod starts and, once ready, joins the endpoints;
+    /// then an old one is deleted: it leaves the endpoints and gets SIGTERM at the same time, and
+    /// the next new pod starts while it drains (terminating pods do not count against the surge).
     pub async fn rolling_restart(&mut self, version: &str) -> Result<(), TwinError> {
         let old: Vec<String> = self
             .pods
@@ -281,24 +352,30 @@ impl Twin {
                 "no pod of version {version} to restart"
             )));
         }
+        let mut draining = Vec::new();
         for name in old {
             let pod = self.start_pod(version).await?;
             self.pods.entry(version.to_owned()).or_default().push(pod);
-            self.publish().await?;
+            self.wait_relist().await;
+            self.endpoints_changed().await?;
             let pods = self.pods.entry(version.to_owned()).or_default();
             let Some(i) = pods.iter().position(|p| p.name == name) else {
                 continue;
             };
             let retired = pods.remove(i);
-            self.publish().await?;
-            retired.stop(POD_STOP_DEADLINE).await;
+            self.endpoints_changed().await?;
+            draining.push(tokio::spawn(retired.stop(POD_STOP_DEADLINE)));
         }
-        Ok(())
+        let (_, settled) = tokio::join!(futures::future::join_all(draining), self.settle());
+        settled
     }
 
-    /// Kills the oldest pod of a version with SIGKILL, under whatever load it has: no drain, its
-    /// connections reset. Then, as Kubernetes does once the pod is gone, it leaves the endpoints
-    /// and a replacement starts. Returns the killed pod's name.
+    /// Kills the oldest pod of a version with SIGKILL under whatever load it has (as `crictl stop
+    /// --timeout 0` does): no drain, its connections reset. Then, as the kubelet does: at its next
+    /// relist it notices, the pod turns not ready and its endpoint leaves, and the container is
+    /// started again in the same pod (same name, same address; at once the first time, after the
+    /// kubelet's back-off later); once ready it rejoins the endpoints. Returns the pod's name once
+    /// every Envoy has it back.
     pub async fn kill(&mut self, version: &str) -> Result<String, TwinError> {
         let pods = self.pods.entry(version.to_owned()).or_default();
         if pods.is_empty() {
@@ -306,14 +383,28 @@ impl Twin {
                 "no pod of version {version} to kill"
             )));
         }
-        let victim = pods.remove(0);
+        let mut victim = pods.remove(0);
         let name = victim.name.clone();
         victim.kill().await;
-        self.publish().await?;
-        let pod = self.start_pod(version).await?;
-        self.pods.entry(version.to_owned()).or_default().push(pod);
-        self.publish().await?;
+        let exited = Instant::now();
+        tokio::time::sleep_until(self.relist.next_at_or_after(exited)).await;
+        self.endpoints_changed().await?;
+        let wait = self.backoff.on_exit(&name, exited);
+        tokio::time::sleep_until(exited + wait).await;
+        victim.restart().await?;
+        self.wait_relist().await;
+        self.pods
+            .entry(version.to_owned())
+            .or_default()
+            .insert(0, victim);
+        self.endpoints_changed().await?;
+        self.settle().await?;
         Ok(name)
+    }
+
+    /// Waits for the kubelet's next relist: when it notices that a container started.
+    async fn wait_relist(&self) {
+        tokio::time::sleep_until(self.relist.next_at_or_after(Instant::now())).await;
     }
 
     /// Starts one more pod of a version, with the next free address and name.
@@ -340,7 +431,8 @@ impl Twin {
         .await?)
     }
 
-    /// Sets the route objects in force; returns the warnings about them.
+    /// Sets the route objects in force; returns the warnings about them once every Envoy has
+    /// them.
     pub async fn set_routes(
         &mut self,
         routes: Vec<RouteObject>,
@@ -349,6 +441,31 @@ impl Twin {
         self.routes = routes;
         self.publish().await?;
         Ok(self.warnings.clone())
+    }
+
+    /// Sets the mesh-wide configuration (Istio's `meshConfig`) every Envoy's configuration is
+    /// translated with; returns once every Envoy has it.
+    pub async fn set_mesh_config(&mut self, config: MeshConfig) -> Result<(), TwinError> {
+        self.mesh_config = config;
+        self.publish().await
+    }
+
+    /// Exposes `server` as ClusterIP or headless from now on: DNS answers accordingly and the
+    /// sidecar balances (ClusterIP) or passes through to the pod the client chose (headless).
+    /// Make before break: the Envoys get the new configuration (and keep intercepting pod
+    /// addresses) and accept it before DNS changes; only then do the intercepting listeners go.
+    pub async fn set_mode(&mut self, mode: ServiceMode) -> Result<(), TwinError> {
+        if mode == self.mode {
+            return Ok(());
+        }
+        self.keep_intercepts = self.mode == ServiceMode::Headless;
+        self.mode = mode;
+        self.publish().await?;
+        if self.keep_intercepts {
+            self.keep_intercepts = false;
+            self.publish().await?;
+        }
+        Ok(())
     }
 
     /// Puts a mesh (or none) between the client and the servers.
@@ -363,7 +480,8 @@ impl Twin {
         match mesh {
             Mesh::Off => {}
             Mesh::Sidecar => {
-                self.publish_xds();
+                // A new Envoy gets the current configuration when it connects, with no debounce.
+                self.push(PushTiming::Immediate);
                 let envoy = self
                     .start_envoy("sidecar", sidecar::ads_bootstrap(self.xds.addr))
                     .await?;
@@ -374,7 +492,7 @@ impl Twin {
                 self.static_config = None;
             }
             Mesh::Proxy(n) => {
-                self.publish_xds();
+                self.push(PushTiming::Immediate);
                 for i in 0..n {
                     let envoy = self
                         .start_envoy(&format!("proxy-{i}"), sidecar::ads_bootstrap(self.xds.addr))
@@ -383,7 +501,7 @@ impl Twin {
                 }
             }
         }
-        self.publish().await
+        self.publish_now().await
     }
 
     /// Scales the proxies in front of the servers (the seed's server-side Envoy).
@@ -395,7 +513,7 @@ impl Twin {
             ));
         }
         self.mesh = Mesh::Proxy(n);
-        self.publish_xds();
+        self.push(PushTiming::Immediate);
         for i in have..n {
             let envoy = self
                 .start_envoy(&format!("proxy-{i}"), sidecar::ads_bootstrap(self.xds.addr))
@@ -407,7 +525,7 @@ impl Twin {
                 p.stop().await;
             }
         }
-        self.publish().await
+        self.publish_now().await
     }
 
     fn envoy_bin(&self) -> Result<PathBuf, TwinError> {
@@ -429,14 +547,13 @@ impl Twin {
         Ok(envoy::start(&self.envoy_bin()?, &config).await?)
     }
 
-    async fn start_static_sidecar(&self) -> Result<Envoy, TwinError> {
-        let resources = self.resources_for(&Role::Sidecar {
-            ip: self.block.ip(SIDECAR_HOST),
-            passthrough: Vec::new(),
-        });
+    async fn start_static_sidecar(
+        &self,
+        resources: &translate::Resources,
+    ) -> Result<Envoy, TwinError> {
         let dir = self.spec.work_dir.join("static-sidecar");
         let bootstrap =
-            sidecar::static_bootstrap(&resources, &dir).map_err(|source| TwinError::Io {
+            sidecar::static_bootstrap(resources, &dir).map_err(|source| TwinError::Io {
                 path: dir.clone(),
                 source,
             })?;
@@ -447,29 +564,40 @@ impl Twin {
         SocketAddr::new(self.block.ip(PROXY_HOSTS.start + i as u8), PORT)
     }
 
-    fn resources_for(&self, role: &Role) -> translate::Resources {
-        let services = self.services();
-        let (routes, _) = gateway::route_table(&self.routes, &services);
-        translate::resources(role, &services, &routes, &MeshConfig::default())
+    /// Whether the sidecar intercepts the pod addresses (`server` headless, or just stopped being).
+    fn intercepting(&self) -> bool {
+        self.mesh == Mesh::Sidecar && (self.mode == ServiceMode::Headless || self.keep_intercepts)
     }
 
-    /// Pushes configuration to every xDS node; returns (node, version) pairs.
-    fn publish_xds(&mut self) -> Vec<(String, u64)> {
+    /// The sidecar's role. Intercepting, it listens for every address a pod can have: as
+    /// Istio's `0.0.0.0:<port>` listener takes a connection to any pod, also one whose endpoint
+    /// left (and then fails to connect, as in Istio).
+    fn sidecar_role(&self) -> Role {
+        let passthrough = if self.intercepting() {
+            POD_HOSTS
+                .map(|host| Passthrough {
+                    listen: SocketAddr::new(self.block.intercept(host), PORT),
+                    original_dst: SocketAddr::new(self.block.ip(host), PORT),
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Role::Sidecar {
+            ip: self.block.ip(SIDECAR_HOST),
+            passthrough,
+        }
+    }
+
+    /// The configuration of every xDS node, from the current state.
+    fn configs(&mut self) -> push::Configs {
         let services = self.services();
         let (routes, warnings) = gateway::route_table(&self.routes, &services);
         self.warnings = warnings;
-        let mut pushed = Vec::new();
-        let sidecar = Role::Sidecar {
-            ip: self.block.ip(SIDECAR_HOST),
-            passthrough: Vec::new(),
-        };
-        pushed.push((
+        let mut configs = vec![(
             "sidecar".to_owned(),
-            self.cp.set(
-                "sidecar",
-                translate::resources(&sidecar, &services, &routes, &MeshConfig::default()),
-            ),
-        ));
+            translate::resources(&self.sidecar_role(), &services, &routes, &self.mesh_config),
+        )];
         let n = match self.mesh {
             Mesh::Proxy(n) => n,
             _ => 0,
@@ -479,24 +607,121 @@ impl Twin {
                 addr: self.proxy_addr(i),
                 service: SERVICE.into(),
             };
-            let node = format!("proxy-{i}");
-            pushed.push((
-                node.clone(),
-                self.cp.set(
-                    &node,
-                    translate::resources(&role, &services, &routes, &MeshConfig::default()),
-                ),
+            configs.push((
+                format!("proxy-{i}"),
+                translate::resources(&role, &services, &routes, &self.mesh_config),
             ));
         }
-        pushed
+        configs
     }
 
-    /// Makes DNS, virtual IPs and every Envoy match the current state, and waits until each
-    /// running Envoy has accepted its configuration.
+    /// The static sidecar's configuration: the seed's hand-written Envoy, not Istio's, balances
+    /// over every pod whatever the Service type.
+    fn static_resources(&self) -> translate::Resources {
+        let mut services = self.services();
+        for s in &mut services {
+            s.headless = false;
+        }
+        let (routes, _) = gateway::route_table(&self.routes, &services);
+        let role = Role::Sidecar {
+            ip: self.block.ip(SIDECAR_HOST),
+            passthrough: Vec::new(),
+        };
+        translate::resources(&role, &services, &routes, &self.mesh_config)
+    }
+
+    /// Hands the current configuration to the control plane.
+    fn push(&mut self, timing: PushTiming) -> u64 {
+        let configs = self.configs();
+        self.pusher.event(configs, timing)
+    }
+
+    /// The xDS nodes with a running Envoy.
+    fn running_nodes(&self) -> Vec<String> {
+        let mut nodes = Vec::new();
+        if self.mesh == Mesh::Sidecar && self.sidecar.is_some() {
+            nodes.push("sidecar".to_owned());
+        }
+        nodes.extend((0..self.proxies.len()).map(|i| format!("proxy-{i}")));
+        nodes
+    }
+
+    /// Waits until everything handed to the control plane has been pushed and every running
+    /// Envoy has accepted it; a rejection is an error.
+    async fn settle(&self) -> Result<(), TwinError> {
+        let limit = self.timing.longest_wait() + ACK_DEADLINE;
+        let pushed = self.pusher.pushed(limit).await.ok_or_else(|| {
+            TwinError::Config(format!(
+                "the control plane did not push within {}s",
+                limit.as_secs()
+            ))
+        })?;
+        for node in self.running_nodes() {
+            let Some(&version) = pushed.versions.get(&node) else {
+                continue;
+            };
+            match tokio::time::timeout(ACK_DEADLINE, self.cp.wait_acked(&node, version)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(why)) => return Err(TwinError::Config(why)),
+                Err(_) => {
+                    return Err(TwinError::Config(format!(
+                        "envoy {node} did not accept version {version} within {}s",
+                        ACK_DEADLINE.as_secs()
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A configuration change: pushed with the twin's timing, accepted by every Envoy, then DNS.
     async fn publish(&mut self) -> Result<(), TwinError> {
-        let services = self.services();
-        // Virtual IPs, one per Service, as kube-proxy programs them.
-        for svc in &services {
+        self.push(self.timing);
+        self.follow().await
+    }
+
+    /// As [`Twin::publish`], pushed at once.
+    async fn publish_now(&mut self) -> Result<(), TwinError> {
+        self.push(PushTiming::Immediate);
+        self.follow().await
+    }
+
+    async fn follow(&mut self) -> Result<(), TwinError> {
+        self.program_vips().await?;
+        self.settle().await?;
+        self.follow_static().await?;
+        self.update_dns();
+        Ok(())
+    }
+
+    /// An endpoint change, as Kubernetes spreads it: kube-proxy's virtual IPs and CoreDNS at
+    /// once, istiod's push with the twin's timing (not waited for here).
+    async fn endpoints_changed(&mut self) -> Result<(), TwinError> {
+        self.program_vips().await?;
+        self.update_dns();
+        self.push(self.timing);
+        self.follow_static().await
+    }
+
+    /// A static configuration changes only by restarting the static sidecar.
+    async fn follow_static(&mut self) -> Result<(), TwinError> {
+        if self.mesh != Mesh::StaticSidecar {
+            return Ok(());
+        }
+        let current = self.static_resources();
+        if self.static_config.as_ref() != Some(&current) {
+            if let Some(old) = self.sidecar.take() {
+                old.stop().await;
+            }
+            self.sidecar = Some(self.start_static_sidecar(&current).await?);
+            self.static_config = Some(current);
+        }
+        Ok(())
+    }
+
+    /// Virtual IPs, one per Service, as kube-proxy programs them.
+    async fn program_vips(&mut self) -> Result<(), TwinError> {
+        for svc in self.services() {
             if !self.vips.contains_key(&svc.name) {
                 let host = VIP_HOSTS.start + self.vips.len() as u8;
                 let addr = SocketAddr::new(self.block.ip(host), PORT);
@@ -511,59 +736,29 @@ impl Twin {
             }
             self.vips[&svc.name].set_backends(svc.endpoints.clone());
         }
-        // Envoys first, DNS last: make before break.
-        let pushed = self.publish_xds();
-        for (node, version) in pushed {
-            let running = match node.as_str() {
-                "sidecar" => self.mesh == Mesh::Sidecar && self.sidecar.is_some(),
-                _ => node
-                    .strip_prefix("proxy-")
-                    .and_then(|i| i.parse::<usize>().ok())
-                    .is_some_and(|i| i < self.proxies.len()),
-            };
-            if running {
-                match tokio::time::timeout(ACK_DEADLINE, self.cp.wait_acked(&node, version)).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(why)) => return Err(TwinError::Config(why)),
-                    Err(_) => {
-                        return Err(TwinError::Config(format!(
-                            "envoy {node} did not accept version {version} within {}s",
-                            ACK_DEADLINE.as_secs()
-                        )));
-                    }
-                }
-            }
-        }
-        if self.mesh == Mesh::StaticSidecar {
-            // A static configuration changes only by restarting the sidecar.
-            let current = self.resources_for(&Role::Sidecar {
-                ip: self.block.ip(SIDECAR_HOST),
-                passthrough: Vec::new(),
-            });
-            if self.static_config.as_ref() != Some(&current) {
-                if let Some(old) = self.sidecar.take() {
-                    old.stop().await;
-                }
-                self.sidecar = Some(self.start_static_sidecar().await?);
-                self.static_config = Some(current);
-            }
-        }
-        for svc in &services {
+        Ok(())
+    }
+
+    /// What each Service name resolves to now.
+    fn update_dns(&self) {
+        for svc in self.services() {
             let answer: Vec<IpAddr> = match self.mesh {
+                Mesh::Sidecar if svc.headless => svc
+                    .endpoints
+                    .iter()
+                    .map(|a| self.block.intercept(host_of(a)))
+                    .collect(),
                 Mesh::Sidecar | Mesh::StaticSidecar => vec![self.block.ip(SIDECAR_HOST)],
                 Mesh::Proxy(n) if svc.name == SERVICE => {
                     (0..n).map(|i| self.proxy_addr(i).ip()).collect()
                 }
-                _ => match self.spec.mode {
-                    ServiceMode::ClusterIp => vec![self.vips[&svc.name].addr().ip()],
-                    ServiceMode::Headless => svc.endpoints.iter().map(|a| a.ip()).collect(),
-                },
+                _ if svc.headless => svc.endpoints.iter().map(|a| a.ip()).collect(),
+                _ => vec![self.vips[&svc.name].addr().ip()],
             };
             for name in dns_names(&svc.name) {
                 self.records.set(&name, answer.clone());
             }
         }
-        Ok(())
     }
 
     /// Stops every process, pods gracefully.
@@ -579,6 +774,14 @@ impl Twin {
             .flatten()
             .collect();
         futures::future::join_all(pods.into_iter().map(|p| p.stop(Duration::from_secs(5)))).await;
+    }
+}
+
+/// The host number of a pod address in its block.
+fn host_of(addr: &SocketAddr) -> u8 {
+    match addr.ip() {
+        IpAddr::V4(v4) => v4.octets()[3],
+        IpAddr::V6(v6) => v6.octets()[15],
     }
 }
 

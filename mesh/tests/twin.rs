@@ -425,3 +425,300 @@ fn an_invalid_route_is_refused_and_the_routes_in_force_stay() {
     );
     rt.block_on(twin.shutdown());
 }
+
+/// The endpoints of a cluster in the sidecar's configuration (as pushed by the control plane).
+fn endpoints(cp: &mesh::xds::ControlPlane, cluster: &str) -> Vec<std::net::SocketAddr> {
+    use envoy_types::pb::envoy::config::{
+        core::v3::{address, socket_address::PortSpecifier},
+        endpoint::v3::lb_endpoint,
+    };
+    let snapshot = cp.snapshot("sidecar");
+    let mut out = Vec::new();
+    for cla in snapshot
+        .resources
+        .endpoints
+        .iter()
+        .filter(|e| e.cluster_name == cluster)
+    {
+        for lb in cla.endpoints.iter().flat_map(|l| &l.lb_endpoints) {
+            let Some(lb_endpoint::HostIdentifier::Endpoint(e)) = &lb.host_identifier else {
+                continue;
+            };
+            let Some(address::Address::SocketAddress(sa)) =
+                e.address.as_ref().and_then(|a| a.address.as_ref())
+            else {
+                continue;
+            };
+            let port = match sa.port_specifier {
+                Some(PortSpecifier::PortValue(p)) => u16::try_from(p).unwrap(),
+                _ => continue,
+            };
+            out.push(std::net::SocketAddr::new(sa.address.parse().unwrap(), port));
+        }
+    }
+    out
+}
+
+/// Starts a twin with `server` exposed as `mode` and the xDS sidecar on.
+fn meshed(rt: &tokio::runtime::Runtime, name: &str, pods: u32, mode: ServiceMode) -> Twin {
+    let mut twin = rt
+        .block_on(Twin::start(spec(name, &[("v1", pods)], mode)))
+        .unwrap();
+    rt.block_on(twin.set_mesh(Mesh::Sidecar)).unwrap();
+    twin
+}
+
+fn assert_balanced(counts: &Counts, pods: u32) {
+    assert_eq!(counts.errors, 0, "{counts:?}");
+    assert_eq!(counts.by_server.len(), pods as usize, "{counts:?}");
+    let even = 1.0 / f64::from(pods);
+    for server in counts.by_server.keys() {
+        let share = counts.share(server);
+        assert!(
+            (even * 0.6..even * 1.4).contains(&share),
+            "{server} got {share:.2}: {counts:?}"
+        );
+    }
+}
+
+#[test]
+fn a_headless_service_behind_a_sidecar_keeps_a_pick_first_client_on_one_pod() {
+    let rt = rt();
+    let twin = meshed(&rt, "headless-pick-first", 3, ServiceMode::Headless);
+    let client = Client::start(&twin.target(), &["--lb", "pick_first"]);
+    let counts = client.measure(5);
+    assert!(counts.ok > 0 && counts.errors == 0, "{counts:?}");
+    assert_eq!(
+        counts.by_server.len(),
+        1,
+        "the sidecar passes each connection through to the pod the client chose: {counts:?}"
+    );
+    let stats = rt.block_on(twin.sidecar().unwrap().stats()).unwrap();
+    let through_sidecar: u64 = stats
+        .iter()
+        .filter(|(k, _)| {
+            k.starts_with("cluster.outbound|50051||server.") && k.ends_with(".upstream_rq_total")
+        })
+        .map(|(_, v)| v)
+        .sum();
+    assert!(
+        through_sidecar > 0,
+        "the requests went through the sidecar's cluster of server"
+    );
+    drop(client);
+    rt.block_on(twin.shutdown());
+}
+
+#[test]
+fn a_cluster_ip_service_behind_a_sidecar_balances_a_pick_first_client() {
+    let rt = rt();
+    let twin = meshed(&rt, "clusterip-pick-first", 3, ServiceMode::ClusterIp);
+    let client = Client::start(&twin.target(), &["--lb", "pick_first"]);
+    assert_balanced(&client.measure(5), 3);
+    drop(client);
+    rt.block_on(twin.shutdown());
+}
+
+#[test]
+fn a_headless_service_behind_a_sidecar_follows_the_round_robin_client_s_own_spread() {
+    let rt = rt();
+    let mut twin = meshed(&rt, "headless-round-robin", 3, ServiceMode::Headless);
+    let client = Client::start(&twin.target(), &[]);
+    assert_balanced(&client.measure(5), 3);
+    // The client chose its three pods when it resolved; the sidecar does not add the new ones.
+    rt.block_on(twin.scale("v1", 5)).unwrap();
+    client.drain();
+    let after = client.measure(5);
+    assert!(after.ok > 0 && after.errors == 0, "{after:?}");
+    assert_eq!(after.by_server.len(), 3, "new pods get nothing: {after:?}");
+    drop(client);
+    rt.block_on(twin.shutdown());
+}
+
+#[test]
+fn the_service_type_changes_while_the_sidecar_runs() {
+    let rt = rt();
+    let mut twin = meshed(&rt, "set-mode", 3, ServiceMode::Headless);
+    let pid = twin.sidecar().unwrap().pid();
+    let pinned = Client::start(&twin.target(), &["--lb", "pick_first"]);
+    assert_eq!(pinned.measure(3).by_server.len(), 1);
+    drop(pinned);
+    rt.block_on(twin.set_mode(ServiceMode::ClusterIp)).unwrap();
+    assert_eq!(twin.mode(), ServiceMode::ClusterIp);
+    assert!(!twin.services()[0].headless);
+    let listeners = |twin: &Twin| {
+        twin.control_plane()
+            .snapshot("sidecar")
+            .resources
+            .listeners
+            .len()
+    };
+    assert_eq!(listeners(&twin), 1, "the intercepting listeners are gone");
+    let balanced = Client::start(&twin.target(), &["--lb", "pick_first"]);
+    assert_balanced(&balanced.measure(5), 3);
+    drop(balanced);
+    rt.block_on(twin.set_mode(ServiceMode::Headless)).unwrap();
+    assert!(twin.services()[0].headless);
+    assert!(listeners(&twin) > 1);
+    let pinned = Client::start(&twin.target(), &["--lb", "pick_first"]);
+    let counts = pinned.measure(3);
+    assert_eq!(counts.by_server.len(), 1, "{counts:?}");
+    assert_eq!(counts.errors, 0, "{counts:?}");
+    assert_eq!(
+        twin.sidecar().unwrap().pid(),
+        pid,
+        "the sidecar was not restarted"
+    );
+    drop(pinned);
+    rt.block_on(twin.shutdown());
+}
+
+#[test]
+fn a_killed_pod_restarts_in_place_and_rejoins_once_ready() {
+    let rt = rt();
+    let mut twin = meshed(&rt, "kill", 3, ServiceMode::ClusterIp);
+    let before: BTreeMap<String, (std::net::SocketAddr, Option<u32>)> = twin
+        .pods()
+        .map(|p| (p.name.clone(), (p.addr, p.pid())))
+        .collect();
+    let cp = twin.control_plane().clone();
+    let client = Client::start(&twin.target(), &[]);
+    client.measure(2);
+    let victim = before["server-v1-0"].0;
+    let server = mesh::translate::cluster_name("server", "default", 50051);
+    let in_sidecar = move || endpoints(&cp, &server).contains(&victim);
+    assert!(in_sidecar(), "the pod is an endpoint before the kill");
+    let started = std::time::Instant::now();
+    let (killed, left) = rt.block_on(async {
+        let watch = async {
+            loop {
+                if !in_sidecar() {
+                    return Some(started.elapsed());
+                }
+                if started.elapsed() > DEADLINE {
+                    return None;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        tokio::join!(twin.kill("v1"), watch)
+    });
+    let killed = killed.unwrap();
+    assert_eq!(killed, "server-v1-0", "the oldest pod");
+    let left = left.expect("the endpoint left the sidecar while the pod was down");
+    assert!(
+        left >= Duration::from_millis(100),
+        "not before istiod's debounce: {left:?}"
+    );
+    assert!(in_sidecar(), "the endpoint is back once the pod is ready");
+    let after: Vec<_> = twin.pods().filter(|p| p.name == killed).collect();
+    assert_eq!(after.len(), 1, "the same pod, not a new one");
+    assert_eq!(after[0].addr, before[&killed].0, "same address");
+    assert_eq!(after[0].restarts, 1);
+    assert_ne!(after[0].pid(), before[&killed].1, "a new process");
+    assert_eq!(twin.pods().count(), 3);
+    client.drain();
+    let counts = client.measure(5);
+    assert!(
+        counts.by_server.get(&killed).is_some_and(|n| *n > 0),
+        "it serves again: {counts:?}"
+    );
+    drop(client);
+    rt.block_on(twin.shutdown());
+}
+
+#[test]
+fn a_scaled_away_pod_gets_sigterm_before_istiod_pushes_its_removal() {
+    let rt = rt();
+    let mut twin = meshed(&rt, "scale-down-timing", 3, ServiceMode::ClusterIp);
+    let removed = twin.pods().last().unwrap().addr;
+    let cp = twin.control_plane().clone();
+    let before = cp.snapshot("sidecar").version;
+    let started = std::time::Instant::now();
+    let (scaled, at_push) = rt.block_on(async {
+        let watch = async {
+            loop {
+                if cp.snapshot("sidecar").version > before {
+                    let refused = tokio::net::TcpStream::connect(removed).await.is_err();
+                    return Some((started.elapsed(), refused));
+                }
+                if started.elapsed() > DEADLINE {
+                    return None;
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        };
+        tokio::join!(twin.scale("v1", 2), watch)
+    });
+    scaled.unwrap();
+    let (pushed_after, refused) = at_push.expect("the removal was pushed");
+    assert!(
+        pushed_after >= Duration::from_millis(100),
+        "pushed {pushed_after:?} after the deletion, within istiod's debounce"
+    );
+    assert!(
+        refused,
+        "when the removal was pushed, the pod had already stopped accepting connections"
+    );
+    rt.block_on(twin.shutdown());
+}
+
+#[test]
+fn the_raw_push_timing_skips_istiod_s_debounce() {
+    let rt = rt();
+    let mut twin = meshed(&rt, "raw-push", 2, ServiceMode::ClusterIp);
+    twin.set_push_timing(mesh::twin::PushTiming::Immediate);
+    let cp = twin.control_plane().clone();
+    let before = cp.snapshot("sidecar").version;
+    let started = std::time::Instant::now();
+    let (scaled, pushed) = rt.block_on(async {
+        let watch = async {
+            loop {
+                if cp.snapshot("sidecar").version > before {
+                    return Some(started.elapsed());
+                }
+                if started.elapsed() > DEADLINE {
+                    return None;
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        };
+        tokio::join!(twin.scale("v1", 1), watch)
+    });
+    scaled.unwrap();
+    let pushed = pushed.expect("pushed");
+    assert!(pushed < Duration::from_millis(100), "{pushed:?}");
+    rt.block_on(twin.shutdown());
+}
+
+#[test]
+fn the_mesh_config_is_translated_into_the_sidecar_s_configuration() {
+    use mesh::model::{MeshConfig, RetryPolicy};
+    let rt = rt();
+    let mut twin = meshed(&rt, "mesh-config", 1, ServiceMode::ClusterIp);
+    let config = MeshConfig {
+        default_http_retry_policy: Some(RetryPolicy {
+            attempts: 2,
+            retry_on: "connect-failure,refused-stream,unavailable,cancelled,reset".into(),
+        }),
+    };
+    rt.block_on(twin.set_mesh_config(config.clone())).unwrap();
+    assert_eq!(twin.mesh_config(), &config);
+    let services = twin.services();
+    let (routes, _) = gateway::route_table(&[], &services);
+    let expected = mesh::translate::resources(
+        &mesh::translate::Role::Sidecar {
+            ip: "127.0.0.1".parse().unwrap(),
+            passthrough: Vec::new(),
+        },
+        &services,
+        &routes,
+        &config,
+    );
+    let snapshot = twin.control_plane().snapshot("sidecar");
+    assert_eq!(snapshot.resources.routes, expected.routes);
+    let version = snapshot.version;
+    rt.block_on(twin.control_plane().wait_acked("sidecar", version))
+        .unwrap();
+    rt.block_on(twin.shutdown());
+}

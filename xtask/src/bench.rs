@@ -165,11 +165,14 @@ impl Rig {
             work_dir: work_dir.clone(),
             versions: vec![("v1".into(), 1), ("v2".into(), 1)],
             server_env: Vec::new(),
-            mode: twin::ServiceMode::Headless,
+            // The sidecar balances over EDS (a headless `server` would be passthrough).
+            mode: twin::ServiceMode::ClusterIp,
         };
         let mut twin = Twin::start(spec)
             .await
             .context("cannot start the local twin")?;
+        // Figure 4 measures our control plane's raw push, without istiod's debounce.
+        twin.set_push_timing(twin::PushTiming::Immediate);
         progress(&format!(
             "twin on {}, logs in {}",
             twin.block(),

@@ -6,6 +6,10 @@
 //! made to whatever it resolves to now; nothing else triggers a resolution, which is exactly why
 //! a scale-up goes unnoticed without max connection age.
 //!
+//! RPCs wait for the first resolution and its connections; once an attempt failed, an RPC that
+//! finds no open connection fails at once with UNAVAILABLE and the reason (`name resolver
+//! error: ...` when the name did not resolve), while the balancer tries again with backoff.
+//!
 //! This is a `tower::Service`, so the generated tonic client runs on it unchanged.
 
 use std::{
@@ -41,6 +45,9 @@ pub enum Policy {
 
 /// How long a TCP connect may take before the address counts as failed.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How an RPC's error begins when the target could not be resolved: grpc-go's words
+/// (balancer/pickfirst/pickfirst.go, `resolverErrorLocked`), so that the cause reads the same.
+pub const RESOLVER_ERROR: &str = "name resolver error";
 /// Attempts per RPC when a connection refuses it unprocessed (after a GOAWAY).
 const MAX_ATTEMPTS: usize = 3;
 
@@ -237,12 +244,24 @@ impl tower::Service<http::Request<tonic::body::Body>> for Balancer {
 
 /// Resolves and connects; then waits for a connection to close (or for a backoff to pass after a
 /// failure) and does it again.
+///
+/// A failed resolution is reported as grpc-go's pick_first reports it, `name resolver error:
+/// ...`, to every RPC that finds no open connection. When DNS answered that the name has no
+/// addresses (NXDOMAIN, NODATA) the connections to the old addresses are closed, as grpc-go
+/// closes its subchannels on an update with zero addresses; when DNS did not answer, the open
+/// connections stay in use (grpc-go ignores a resolver error after a good update).
 async fn drive(shared: Arc<Shared>, resolver: Resolver, stop: CancellationToken) {
     let mut backoff = Backoff::default();
     loop {
         let outcome = match resolver.resolve().await {
             Ok(addrs) => update(&shared, &addrs).await,
-            Err(err) => Err(format!("{}", ErrorChain(&err))),
+            Err(err) => {
+                let why = format!("{RESOLVER_ERROR}: {}", ErrorChain(&err));
+                if err.no_addresses() {
+                    clear(&shared, &why);
+                }
+                Err(why)
+            }
         };
         let retry_in = match outcome {
             Ok(()) => {
@@ -250,13 +269,14 @@ async fn drive(shared: Arc<Shared>, resolver: Resolver, stop: CancellationToken)
                 None
             }
             Err(why) => {
-                tracing::warn!(reason = %why, "cannot reach every address");
+                let retry_in = backoff.next();
+                tracing::warn!(retry_in = ?retry_in, "{why}");
                 shared.state.send_modify(|s| {
                     if !s.conns.iter().any(SubConn::is_open) {
                         s.failure = Some(why.into());
                     }
                 });
-                Some(backoff.next())
+                Some(retry_in)
             }
         };
         tokio::select! {
@@ -264,6 +284,19 @@ async fn drive(shared: Arc<Shared>, resolver: Resolver, stop: CancellationToken)
             () = shared.reresolve.notified() => {}
             () = sleep_opt(retry_in) => {}
         }
+    }
+}
+
+/// The name has no addresses now: close every connection (each once its RPCs in flight finish)
+/// and fail new RPCs with `why`.
+fn clear(shared: &Shared, why: &str) {
+    let old = shared.state.send_replace(Snapshot {
+        conns: Arc::new(Vec::new()),
+        failure: Some(why.into()),
+    });
+    for conn in old.conns.iter().filter(|c| c.is_open()) {
+        conn.closed.store(true, Ordering::Release);
+        tracing::info!(addr = %conn.addr, "the name has no addresses, closing the connection");
     }
 }
 

@@ -40,8 +40,13 @@ pub struct Pod {
     pub name: String,
     pub version: String,
     pub addr: SocketAddr,
+    /// How often its container was started again after it died (the pod's restart count).
+    pub restarts: u32,
     child: Child,
     log: PathBuf,
+    /// What the container is started with, again after a restart.
+    bin: PathBuf,
+    env: Vec<(String, String)>,
 }
 
 /// What a pod is started with.
@@ -59,40 +64,44 @@ impl Pod {
     /// Starts the pod and waits until it accepts connections.
     pub async fn start(spec: PodSpec<'_>) -> Result<Pod, PodError> {
         let log = spec.log_dir.join(format!("{}.log", spec.name));
-        let file = std::fs::File::create(&log).map_err(|source| PodError::Spawn {
-            name: spec.name.clone(),
-            bin: spec.bin.display().to_string(),
-            source,
-        })?;
-        let mut cmd = tokio::process::Command::new(spec.bin);
-        cmd.env_clear()
-            .env("POD_NAME", &spec.name)
-            .env("VERSION", &spec.version)
-            .env("LISTEN_ADDR", spec.addr.to_string())
-            .env(
-                "METRICS_ADDR",
-                SocketAddr::new(spec.addr.ip(), 9090).to_string(),
-            )
-            .env("RUST_LOG", "warn")
-            .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(file)
-            .kill_on_drop(true);
-        let child = cmd.spawn().map_err(|source| PodError::Spawn {
-            name: spec.name.clone(),
-            bin: spec.bin.display().to_string(),
-            source,
-        })?;
+        let child = spawn(
+            spec.bin,
+            &spec.name,
+            &spec.version,
+            spec.addr,
+            &spec.env,
+            &log,
+            false,
+        )?;
         let mut pod = Pod {
             name: spec.name,
             version: spec.version,
             addr: spec.addr,
+            restarts: 0,
             child,
             log,
+            bin: spec.bin.to_path_buf(),
+            env: spec.env,
         };
         pod.wait_ready().await?;
         Ok(pod)
+    }
+
+    /// Starts the pod's container again, as the kubelet does after it died: same name, same
+    /// address, its log continued; waits until it accepts connections.
+    pub async fn restart(&mut self) -> Result<(), PodError> {
+        let _ = self.child.kill().await;
+        self.child = spawn(
+            &self.bin,
+            &self.name,
+            &self.version,
+            self.addr,
+            &self.env,
+            &self.log,
+            true,
+        )?;
+        self.restarts += 1;
+        self.wait_ready().await
     }
 
     async fn wait_ready(&mut self) -> Result<(), PodError> {
@@ -148,8 +157,46 @@ impl Pod {
         }
     }
 
-    /// SIGKILL: the pod dies without draining.
-    pub async fn kill(mut self) {
+    /// SIGKILL (as `crictl stop --timeout 0`): the server dies without draining, its connections
+    /// reset. Returns once it has exited.
+    pub async fn kill(&mut self) {
         let _ = self.child.kill().await;
     }
+}
+
+/// Spawns the server process of a pod, its stderr into `log` (appended to on a restart).
+fn spawn(
+    bin: &Path,
+    name: &str,
+    version: &str,
+    addr: SocketAddr,
+    env: &[(String, String)],
+    log: &Path,
+    append: bool,
+) -> Result<Child, PodError> {
+    let spawn_error = |source| PodError::Spawn {
+        name: name.to_owned(),
+        bin: bin.display().to_string(),
+        source,
+    };
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .append(append)
+        .truncate(!append)
+        .open(log)
+        .map_err(spawn_error)?;
+    let mut cmd = tokio::process::Command::new(bin);
+    cmd.env_clear()
+        .env("POD_NAME", name)
+        .env("VERSION", version)
+        .env("LISTEN_ADDR", addr.to_string())
+        .env("METRICS_ADDR", SocketAddr::new(addr.ip(), 9090).to_string())
+        .env("RUST_LOG", "warn")
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(file)
+        .kill_on_drop(true);
+    cmd.spawn().map_err(spawn_error)
 }
