@@ -424,9 +424,10 @@ pub fn all() -> Vec<Scenario> {
             ..base(
                 "rolling-restart",
                 "A rolling restart under load: a client on its own (headless Service), then with its sidecar (ClusterIP)",
-                "Each pod is replaced gracefully: a new one joins, then an old one leaves the endpoints and drains \
-                 (GOAWAY, in-flight RPCs finish). With the sidecar no RPC fails; the failed column shows what a client \
-                 on its own gets.",
+                "Each pod is replaced gracefully: a new one joins, then an old one gets SIGTERM as it leaves the \
+                 endpoints, and drains (GOAWAY, in-flight RPCs finish). Nothing is lost either way: the client on its \
+                 own resolves again on GOAWAY and resends what a closing connection refused; the sidecar, until \
+                 istiod's push tells it (after a 100ms debounce), retries a refused connection on another pod.",
             )
         },
         Scenario {
@@ -449,9 +450,9 @@ pub fn all() -> Vec<Scenario> {
             ..base(
                 "kill",
                 "A pod killed under load (SIGKILL): mesh off, mesh on, mesh on with retries on reset",
-                "A killed pod drains nothing: the RPCs in flight on its connections are reset. The client on its own \
-                 (headless Service) sees them fail and resolves again at once, maybe before the pod serves again. \
-                 Istio's default retry policy (connect-failure, refused-stream, unavailable, cancelled, \
+                "A killed pod drains nothing: the RPCs in flight on it are reset, and its container starts again in \
+                 place (same pod, same address; at once the first time, after the kubelet's back-off of 10s, then 20s, \
+                 when it is killed again). The client on its own (headless Service) sees them fail. Istio's default retry policy (connect-failure, refused-stream, unavailable, cancelled, \
                  retriable-status-codes) retries what never reached a server, not a reset after the request was \
                  sent: with the sidecar (ClusterIP Service) the RPCs in flight on the killed pod fail too. Add `reset` \
                  to the mesh's default retry policy (meshConfig.defaultHttpRetryPolicy; safe for idempotent RPCs only) \
@@ -471,8 +472,12 @@ pub fn all() -> Vec<Scenario> {
             ..base(
                 "scale-down",
                 "A scale-down under load, 5 -> 2 pods: a client on its own (headless Service), then with its sidecar (ClusterIP)",
-                "Removed pods leave the endpoints first, then drain: nothing in flight is lost. The client on its own \
-                 must notice through GOAWAY and resolve again; the sidecar learns it from the control plane.",
+                "Removed pods get SIGTERM as they leave the endpoints, and drain: nothing in flight is lost. The \
+                 client on its own hears GOAWAY and resolves again, and DNS already lacks them. The sidecar hears of it \
+                 when istiod pushes, after a 100ms debounce: until then it can send new RPCs to pods that refuse \
+                 connections, and Istio retries a refused connection only twice, so with 3 of 5 pods leaving at once a \
+                 few RPCs can fail (the usual cure: a preStop sleep, so that a pod stops accepting only once the mesh \
+                 knows).",
             )
         },
     ]

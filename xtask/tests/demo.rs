@@ -351,12 +351,24 @@ fn a_pod_killed_under_load_fails_what_was_in_flight_unless_the_mesh_retries_on_r
 }
 
 #[test]
-fn a_scale_down_under_load_loses_nothing_and_the_removed_pods_stop_getting_rpcs() {
+fn a_scale_down_under_load_loses_nothing_in_flight_and_the_removed_pods_stop_getting_rpcs() {
     let doc = demo("scale-down");
     let (off, on) = mesh_off_then_on(&doc);
-    for phase in [off, on] {
-        assert_eq!(phase["errors"], 0, "{phase}");
-    }
+    // the client on its own hears GOAWAY and finds the pods gone from DNS already
+    assert_eq!(off["errors"], 0, "{off}");
+    // the sidecar may still send new RPCs to the leaving pods until istiod's push reaches it; what
+    // fails is a refused connection after Istio's two retries, never an RPC in flight
+    let errors = on["errors"].as_u64().unwrap();
+    assert!(errors <= 10, "{on}");
+    assert!(
+        on["errors_by_code"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .all(|code| code == "Unavailable"),
+        "{on}"
+    );
+    assert!(on["rpcs"].as_u64().unwrap() > 100 * errors, "{on}");
     let removed = count(off, "server-v1-2") + count(off, "server-v1-3") + count(off, "server-v1-4");
     assert!(removed * 10 < off["rpcs"].as_u64().unwrap(), "{off}");
 }
