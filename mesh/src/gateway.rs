@@ -3,20 +3,20 @@
 //! The demos' `HTTPRoute`/`GRPCRoute` YAML (the same files a user could `kubectl apply`) is
 //! loaded into typed objects ([`load`], [`parse`]), checked as the API server would check it and
 //! against what this harness supports ([`validate`]), and flattened into the route model: for
-//! each parent Service, one list of [`RouteEntry`](crate::model::RouteEntry)s in Gateway API
-//! precedence order ([`route_table`]), which the control plane maps onto Envoy routes one to one.
+//! each parent Service, one list of [`RouteEntry`](crate::model::RouteEntry)s in the order Istio
+//! programs them ([`route_table`]), which the control plane maps onto Envoy routes one to one.
 //!
 //! Only mesh (GAMMA) attachment is supported: a route's parents are Services
 //! (`group: ""`, `kind: Service`), never Gateways.
 //!
-//! Choices the specification leaves open, made here:
-//! - `HTTPRoute` `RegularExpression` paths rank after `Exact` paths and before `PathPrefix` paths
-//!   (so that a catch-all `PathPrefix /` cannot hide them); longer patterns first.
-//! - `GRPCRoute` `RegularExpression` method matches count the characters of their patterns.
-//! - When a `GRPCRoute` and an `HTTPRoute` attach to the same Service and port, the
-//!   `GRPCRoute` wins and the `HTTPRoute` is ignored there, with a warning (GEP-1426).
-//! - Consumer routes (a parent Service in another namespace) apply to every client, with a
-//!   warning: the twin does not know the clients' namespaces.
+//! What Istio 1.30 does with mesh routes, the twin does too (see [`route_table_for`]): HTTPRoutes
+//! and GRPCRoutes attached to one Service are merged and ordered as Istio orders them, one group
+//! of routes per Service wins, rules after a catch-all are dropped, and a backendRef to a Service
+//! that does not exist gets HTTP 500. Where Istio departs from the Gateway API specification, the
+//! twin follows Istio and its warnings say what the client will see.
+//!
+//! Choices left to the twin:
+//! - The client runs in namespace `default` unless [`route_table_for`] names another.
 //! - `hostnames` are ignored, with a warning (GEP-1426 says meshes should not use them).
 //! - Fields a route kind does not have are refused, as `kubectl apply` does by default.
 
@@ -56,19 +56,31 @@ pub fn validate(objects: &[RouteObject]) -> Result<(), GatewayError> {
     validate::validate(objects)
 }
 
-/// Flattens the routes attached to each parent Service into entries in Gateway API precedence
-/// order, one [`ServiceRoutes`] per parent Service and port that has routes (sorted by
-/// namespace, name, then port, every-port first). The entries for a given port include those
-/// of the routes attached to every port of the Service.
-///
-/// `services` are the Services that exist: backendRefs and parentRefs that resolve to none of
-/// them (or to a wrong port) give warnings, not errors, as the API does. The objects are
-/// expected to be valid; invalid parts are skipped, never a panic.
+/// The routes a client in namespace `default` uses for each Service, in the order its sidecar
+/// programs them: [`route_table_for`] with [`DEFAULT_NAMESPACE`].
 pub fn route_table(
     objects: &[RouteObject],
     services: &[Service],
 ) -> (Vec<ServiceRoutes>, Vec<Warning>) {
-    table::route_table(objects, services)
+    table::route_table(objects, services, DEFAULT_NAMESPACE)
+}
+
+/// The routes a client in `client_namespace` uses for each Service, as Istio 1.30 programs its
+/// sidecar: at most one [`ServiceRoutes`] per Service (in the order of `services`), the first
+/// of Istio's VirtualServices for it (one per route namespace and parentRef port: those in the
+/// client's namespace first, then the oldest), with the HTTPRoute and GRPCRoute entries merged
+/// in Istio's order and nothing after the first entry that matches every call.
+///
+/// `services` are the Services that exist: backendRefs and parentRefs that resolve to none of
+/// them (or to a wrong port) give warnings, not errors, as the API does. Every route, rule or
+/// entry that is left out gives a warning that says why. The objects are expected to be valid;
+/// invalid parts are skipped, never a panic.
+pub fn route_table_for(
+    objects: &[RouteObject],
+    services: &[Service],
+    client_namespace: &str,
+) -> (Vec<ServiceRoutes>, Vec<Warning>) {
+    table::route_table(objects, services, client_namespace)
 }
 
 /// Sets the weights of the backendRefs of every rule of a route, by backend Service name (for

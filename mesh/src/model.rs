@@ -2,7 +2,7 @@
 //! endpoints, and routes attached to Services (Gateway API's GAMMA "mesh" attachment).
 //!
 //! Routes here are already validated, and each Service's routes are already flattened into
-//! [`RouteEntry`]s in Gateway API precedence order ([`crate::gateway::route_table`]), so that the
+//! [`RouteEntry`]s in the order Istio programs them ([`crate::gateway::route_table`]), so that the
 //! translation into Envoy is a plain mapping.
 
 use std::net::SocketAddr;
@@ -50,7 +50,9 @@ pub enum RouteKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StringMatch {
     Exact(String),
-    /// Path prefix, on `/`-separated segments as Gateway API defines `PathPrefix`.
+    /// Path prefix, on `/`-separated segments as Gateway API defines `PathPrefix`, written as Istio
+    /// keeps it: an HTTPRoute prefix without its trailing `/`, a GRPCRoute service match as
+    /// `/<service>/` (Envoy gets both without the trailing `/`, as `path_separated_prefix`).
     PathPrefix(String),
     /// RE2-style regular expression, matching the whole value (already checked to compile).
     Regex(String),
@@ -59,7 +61,7 @@ pub enum StringMatch {
 /// One header condition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HeaderMatch {
-    /// Lower case.
+    /// As written in the route (Envoy compares header names without regard to case).
     pub name: String,
     pub value: StringMatch,
 }
@@ -78,7 +80,7 @@ pub struct Match {
 /// A weighted destination.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Backend {
-    /// The Service name; it may not exist (then its share of traffic gets UNAVAILABLE).
+    /// The Service name; it may not exist (then its share of traffic gets HTTP 500, as Istio answers).
     pub service: String,
     pub namespace: String,
     pub port: Option<u16>,
@@ -86,32 +88,41 @@ pub struct Backend {
     pub weight: u32,
 }
 
-/// Header changes applied to requests (Gateway API `RequestHeaderModifier`).
+/// Header changes applied to requests (Gateway API `RequestHeaderModifier`), as Istio hands them
+/// to Envoy: names in lower case, each name once, sorted, without `host` and pseudo-headers.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct HeaderModifier {
     pub set: Vec<(String, String)>,
     pub add: Vec<(String, String)>,
     pub remove: Vec<String>,
+    /// A `host` set or added: Istio rewrites the request's authority to it instead.
+    pub host_rewrite: Option<String>,
 }
 
 /// One (match, rule) pair of a route, in precedence order within its Service.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteEntry {
     pub kind: RouteKind,
-    /// `GRPCRoute default/canary rule 0 match 1`: for logs, Envoy route names and errors.
+    /// `GRPCRoute default/canary rule 0 match 1`: for logs, warnings and errors.
     pub name: String,
+    /// The Envoy route name Istio gives it: the rule's name, else `<namespace>.<route>.<rule>`.
+    pub route_name: String,
     pub matched: Match,
     pub backends: Vec<Backend>,
     pub request_headers: HeaderModifier,
 }
 
-/// Routes of one parent Service, most specific first. An empty list means no route is attached:
-/// traffic goes to the Service itself, as without a mesh route.
+/// The routes a client's sidecar uses for one parent Service, in the order Istio programs them.
+/// An empty list means no route is attached: traffic goes to the Service itself, as without a
+/// mesh route.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ServiceRoutes {
     pub service: String,
     pub namespace: String,
-    /// `None`: every port of the Service.
+    /// The parentRef port the routes were attached with; `None`: every port of the Service.
     pub port: Option<u16>,
+    /// The name of the VirtualService Istio generates for them, e.g.
+    /// `default~server.default.svc.cluster.local`.
+    pub virtual_service: String,
     pub entries: Vec<RouteEntry>,
 }

@@ -510,6 +510,21 @@ async fn admin_reports_ready_and_dumps_the_configuration() {
     assert!(envoy.log_path().exists());
 }
 
+/// Istio's sidecar runs two workers by default (its CPU limit of 2000m), and so does every Envoy
+/// the twin starts: the same threads share the same work.
+#[tokio::test]
+async fn envoy_runs_the_two_worker_threads_of_an_istio_sidecar() {
+    let dir = scratch("workers");
+    let envoy = start(&config("workers-node", minimal_bootstrap(), &dir)).await;
+    let info: Value =
+        serde_json::from_str(&within(envoy.admin_get("/server_info")).await.unwrap()).unwrap();
+    assert_eq!(
+        info["command_line_options"]["concurrency"],
+        serde_json::json!(mesh::envoy::CONCURRENCY)
+    );
+    assert_eq!(mesh::envoy::CONCURRENCY, 2);
+}
+
 #[tokio::test]
 async fn start_refuses_a_bootstrap_that_has_its_own_admin() {
     let dir = scratch("own-admin");

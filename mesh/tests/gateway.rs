@@ -92,9 +92,15 @@ fn entries_of(objects: &[RouteObject]) -> (Vec<RouteEntry>, Vec<Warning>) {
         (
             table[0].service.as_str(),
             table[0].namespace.as_str(),
-            table[0].port
+            table[0].port,
+            table[0].virtual_service.as_str()
         ),
-        ("server", "default", None)
+        (
+            "server",
+            "default",
+            None,
+            "default~server.default.svc.cluster.local"
+        )
     );
     (table.into_iter().next().unwrap().entries, warnings)
 }
@@ -120,6 +126,7 @@ fn the_httproute_file_loads_into_one_catch_all_entry_at_100_to_0() {
         [RouteEntry {
             kind: RouteKind::Http,
             name: "HTTPRoute default/server rule 0 match 0".to_owned(),
+            route_name: "default.server.0".to_owned(),
             matched: Match {
                 path: Some(StringMatch::PathPrefix("/".to_owned())),
                 method: None,
@@ -132,7 +139,7 @@ fn the_httproute_file_loads_into_one_catch_all_entry_at_100_to_0() {
 }
 
 #[test]
-fn the_grpcroute_file_puts_the_canary_header_before_each_method_and_longer_methods_first() {
+fn the_grpcroute_file_puts_the_longer_method_first_and_the_canary_header_before_each_method() {
     let objects = gateway::load(&gateway_file("grpcroute.yaml")).unwrap();
     assert_eq!(objects.len(), 1);
     assert_eq!(objects[0].kind(), "GRPCRoute");
@@ -147,6 +154,7 @@ fn the_grpcroute_file_puts_the_canary_header_before_each_method_and_longer_metho
         RouteEntry {
             kind: RouteKind::Grpc,
             name: format!("GRPCRoute default/server rule {rule} match {matched}"),
+            route_name: format!("default.server.{rule}"),
             matched: Match {
                 path: Some(exact(path)),
                 method: None,
@@ -183,20 +191,24 @@ fn the_grpcroute_file_puts_the_canary_header_before_each_method_and_longer_metho
 }
 
 #[test]
-fn loading_the_gateway_directory_keeps_the_grpcroute_where_both_kinds_attach_to_one_service() {
+fn loading_the_gateway_directory_merges_both_kinds_on_one_service_as_istio_does() {
     let objects = gateway::load(&repo().join("gateway")).unwrap();
     // Sorted by file name: grpcroute.yaml, then httproute.yaml.
     let kinds: Vec<_> = objects.iter().map(RouteObject::kind).collect();
     assert_eq!(kinds, ["GRPCRoute", "HTTPRoute"]);
 
     let (entries, warnings) = entries_of(&objects);
-    assert!(entries.iter().all(|e| e.kind == RouteKind::Grpc));
-    assert_eq!(entries.len(), 4);
+    assert_eq!(warnings, []);
+    // The GRPCRoute's exact paths first, then the HTTPRoute's catch-all prefix: no kind wins.
     assert_eq!(
-        warnings,
-        [Warning(
-            "HTTPRoute default/server: ignored on Service default/server: a GRPCRoute is attached to the same Service and port, and GRPCRoute takes precedence over HTTPRoute (GAMMA route type conflict)".to_owned()
-        )]
+        names(&entries),
+        [
+            "GRPCRoute default/server rule 0 match 1",
+            "GRPCRoute default/server rule 1 match 0",
+            "GRPCRoute default/server rule 0 match 0",
+            "GRPCRoute default/server rule 2 match 0",
+            "HTTPRoute default/server rule 0 match 0"
+        ]
     );
 }
 
@@ -522,6 +534,54 @@ fn a_header_name_that_is_not_an_http_token_is_refused() {
 }
 
 #[test]
+fn a_name_given_twice_in_a_list_keyed_by_name_is_refused_as_the_api_server_does() {
+    let yaml = canary(
+        "  - matches: [{headers: [{name: x-a, value: '1'}, {name: x-a, value: '2'}]}]\n    backendRefs: [{name: server-v1, port: 50051}]\n",
+    );
+    assert_eq!(
+        error_of(&yaml),
+        r#"GRPCRoute default/canary: spec.rules[0].matches[0].headers[1].name: "x-a" is already given by [0]"#
+    );
+    for (list, field) in [("set", "set[1].name"), ("add", "add[1].name")] {
+        let yaml = canary(&format!(
+            "  - filters: [{{type: RequestHeaderModifier, requestHeaderModifier: {{{list}: [{{name: x-b, value: '1'}}, {{name: x-b, value: '2'}}]}}}}]\n    backendRefs: [{{name: server-v1, port: 50051}}]\n"
+        ));
+        assert_eq!(
+            error_of(&yaml),
+            format!(
+                r#"GRPCRoute default/canary: spec.rules[0].filters[0].requestHeaderModifier.{field}: "x-b" is already given by [0]"#
+            )
+        );
+    }
+    let yaml = canary(
+        "  - filters: [{type: RequestHeaderModifier, requestHeaderModifier: {remove: [x-c, x-d, x-c]}}]\n    backendRefs: [{name: server-v1, port: 50051}]\n",
+    );
+    assert_eq!(
+        error_of(&yaml),
+        r#"GRPCRoute default/canary: spec.rules[0].filters[0].requestHeaderModifier.remove[2]: "x-c" is already given by [0]"#
+    );
+}
+
+#[test]
+fn a_header_value_with_a_control_character_is_refused_as_istio_refuses_the_route() {
+    let yaml = canary(
+        "  - filters: [{type: RequestHeaderModifier, requestHeaderModifier: {add: [{name: x-a, value: \"a\\tb\"}, {name: x-b, value: \"a\\nb\"}]}}]\n    backendRefs: [{name: server-v1, port: 50051}]\n",
+    );
+    assert_eq!(
+        error_of(&yaml),
+        "GRPCRoute default/canary: spec.rules[0].filters[0].requestHeaderModifier.add[1].value: header value has a control character (Istio refuses the route)"
+    );
+    let del = canary(
+        "  - filters: [{type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: x-a, value: \"a\\x7Fb\"}]}}]\n    backendRefs: [{name: server-v1, port: 50051}]\n",
+    );
+    assert!(
+        error_of(&del).ends_with(
+            "set[0].value: header value has a control character (Istio refuses the route)"
+        )
+    );
+}
+
+#[test]
 fn filters_other_than_request_header_modifier_are_refused_by_type() {
     let yaml = canary(
         "  - filters: [{type: RequestMirror, requestMirror: {backendRef: {name: server-v2, port: 50051}}}]\n    backendRefs: [{name: server-v1, port: 50051}]\n",
@@ -606,50 +666,76 @@ fn all_errors_name_the_violation_as_a_typed_value() {
 // ---- matches ----
 
 #[test]
-fn grpc_method_matches_become_paths() {
+fn grpc_method_matches_become_the_paths_istio_writes() {
     let yaml = canary(concat!(
         "  - matches:\n",
         "    - method: {service: hello.v1.Greeter}\n",
         "    - method: {method: SayHello}\n",
         "    - method: {type: RegularExpression, service: 'hello\\.v[0-9]+\\.Greeter'}\n",
         "    - method: {type: RegularExpression, service: hello.v1.Greeter, method: 'Say.*'}\n",
-        "    - headers: [{name: X-Team, value: a}, {type: RegularExpression, name: x-id, value: '[0-9]+'}]\n",
+        "    - method: {type: RegularExpression, method: 'Say(Hello|HelloAgain)'}\n",
+        "    - method: {type: RegularExpression, service: 'a|hello.v1.Greeter', method: SayHello}\n",
+        "    - headers: [{name: x-id, type: RegularExpression, value: '[0-9]+'}, {name: X-Team, value: a}]\n",
         "    backendRefs: [{name: server-v1, port: 50051}]\n",
     ));
     let (entries, _) = entries_of(&parse_ok(&yaml));
-    let path_of = |name: &str| {
+    let match_of = |m: usize| {
         entries
             .iter()
-            .find(|e| e.name == format!("GRPCRoute default/canary rule 0 match {name}"))
+            .find(|e| e.name == format!("GRPCRoute default/canary rule 0 match {m}"))
             .unwrap()
             .matched
             .clone()
     };
-    assert_eq!(path_of("0").path, Some(regex(r"/hello\.v1\.Greeter/[^/]+")));
-    assert_eq!(path_of("1").path, Some(regex("/[^/]+/SayHello")));
     assert_eq!(
-        path_of("2").path,
-        Some(regex(r"/(?:hello\.v[0-9]+\.Greeter)/(?:[^/]+)"))
+        match_of(0).path,
+        Some(StringMatch::PathPrefix("/hello.v1.Greeter/".to_owned()))
     );
+    assert_eq!(match_of(1).path, Some(regex("/[^/]+/SayHello")));
     assert_eq!(
-        path_of("3").path,
-        Some(regex("/(?:hello.v1.Greeter)/(?:Say.*)"))
+        match_of(2).path,
+        Some(regex(r"/hello\.v[0-9]+\.Greeter/.+"))
     );
-    let headers = path_of("4");
+    assert_eq!(match_of(3).path, Some(regex("/hello.v1.Greeter/Say.*")));
+    assert_eq!(
+        match_of(4).path,
+        Some(regex("/[^/]+/Say(Hello|HelloAgain)"))
+    );
+    // Concatenated without a group: as a whole-path match this is `/a` or
+    // `hello.v1.Greeter/SayHello`, and a call to /hello.v1.Greeter/SayHello matches neither.
+    assert_eq!(
+        match_of(5).path,
+        Some(regex("/a|hello.v1.Greeter/SayHello"))
+    );
+    let headers = match_of(6);
     assert_eq!(headers.path, None);
     assert_eq!(
         headers.headers,
         [
             HeaderMatch {
-                name: "x-team".to_owned(),
+                name: "X-Team".to_owned(),
                 value: exact("a")
             },
             HeaderMatch {
                 name: "x-id".to_owned(),
                 value: regex("[0-9]+")
             },
-        ]
+        ],
+        "names as written, sorted by name"
     );
+}
+
+#[test]
+fn an_entry_is_named_in_envoy_after_its_rule_name_else_its_route_and_rule_index() {
+    let yaml = canary(concat!(
+        "  - name: to-v1\n",
+        "    matches: [{method: {service: a}}]\n",
+        "    backendRefs: [{name: server-v1, port: 50051}]\n",
+        "  - backendRefs: [{name: server-v2, port: 50051}]\n",
+    ));
+    let (entries, _) = entries_of(&parse_ok(&yaml));
+    let route_names: Vec<&str> = entries.iter().map(|e| e.route_name.as_str()).collect();
+    assert_eq!(route_names, ["to-v1", "default.canary.1"]);
 }
 
 #[test]
@@ -661,10 +747,15 @@ fn a_grpc_rule_without_matches_matches_every_call() {
 }
 
 #[test]
-fn http_matches_keep_path_method_and_headers() {
+fn http_matches_keep_path_method_and_headers_and_a_prefix_loses_its_trailing_slash() {
     let yaml = http_route(
         "a",
-        "  - matches: [{path: {type: Exact, value: /hello.v1.Greeter/SayHello}, method: POST, headers: [{name: X-Canary, value: 'true'}]}]\n    backendRefs: [{name: server-v1, port: 50051}]\n",
+        concat!(
+            "  - matches: [{path: {type: Exact, value: /hello.v1.Greeter/SayHello}, method: POST, headers: [{name: X-Canary, value: 'true'}]}]\n",
+            "    backendRefs: [{name: server-v1, port: 50051}]\n",
+            "  - matches: [{path: {value: /hello.v1.Greeter/}}]\n",
+            "    backendRefs: [{name: server-v1, port: 50051}]\n",
+        ),
     );
     let (entries, _) = entries_of(&parse_ok(&yaml));
     assert_eq!(
@@ -673,33 +764,107 @@ fn http_matches_keep_path_method_and_headers() {
             path: Some(exact("/hello.v1.Greeter/SayHello")),
             method: Some("POST".to_owned()),
             headers: vec![HeaderMatch {
-                name: "x-canary".to_owned(),
+                name: "X-Canary".to_owned(),
                 value: exact("true")
             }],
         }
     );
+    assert_eq!(
+        entries[1].matched.path,
+        Some(StringMatch::PathPrefix("/hello.v1.Greeter".to_owned()))
+    );
 }
 
 #[test]
-fn a_request_header_modifier_becomes_the_entry_header_changes() {
+fn a_header_matched_under_two_spellings_keeps_both_conditions() {
     let yaml = canary(
-        "  - filters: [{type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: X-Route, value: canary}], add: [{name: x-hop, value: mesh}], remove: [X-Debug]}}]\n    backendRefs: [{name: server-v1, port: 50051}]\n",
+        "  - matches: [{headers: [{name: x-a, value: '1'}, {name: X-A, value: '2'}]}]\n    backendRefs: [{name: server-v1, port: 50051}]\n",
     );
-    let (entries, _) = entries_of(&parse_ok(&yaml));
+    let (entries, warnings) = entries_of(&parse_ok(&yaml));
+    assert_eq!(warnings, []);
+    let names: Vec<&str> = entries[0]
+        .matched
+        .headers
+        .iter()
+        .map(|h| h.name.as_str())
+        .collect();
+    assert_eq!(names, ["X-A", "x-a"]);
+}
+
+#[test]
+fn a_request_header_modifier_becomes_the_entry_header_changes_as_istio_lists_them() {
+    let yaml = canary(
+        "  - filters: [{type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: X-Route, value: canary}, {name: x-b, value: '1'}], add: [{name: x-hop, value: mesh}], remove: [X-Debug]}}]\n    backendRefs: [{name: server-v1, port: 50051}]\n",
+    );
+    let (entries, warnings) = entries_of(&parse_ok(&yaml));
+    assert_eq!(warnings, []);
     assert_eq!(
         entries[0].request_headers,
         HeaderModifier {
-            set: vec![("x-route".to_owned(), "canary".to_owned())],
+            set: vec![
+                ("x-b".to_owned(), "1".to_owned()),
+                ("x-route".to_owned(), "canary".to_owned())
+            ],
             add: vec![("x-hop".to_owned(), "mesh".to_owned())],
-            remove: vec!["x-debug".to_owned()],
+            remove: vec!["X-Debug".to_owned()],
+            host_rewrite: None,
         }
     );
 }
 
-// ---- precedence ----
+#[test]
+fn a_host_header_change_becomes_an_authority_rewrite_and_a_name_given_twice_keeps_the_first() {
+    let yaml = canary(concat!(
+        "  - filters: [{type: RequestHeaderModifier, requestHeaderModifier: {",
+        "set: [{name: x-a, value: '1'}, {name: Host, value: a.example}, {name: X-A, value: '2'}], ",
+        "add: [{name: host, value: b.example}, {name: x-c, value: '3'}], ",
+        "remove: [HOST, x-d]}}]\n",
+        "    backendRefs: [{name: server-v1, port: 50051}]\n",
+    ));
+    let (entries, warnings) = entries_of(&parse_ok(&yaml));
+    assert_eq!(
+        entries[0].request_headers,
+        HeaderModifier {
+            set: vec![("x-a".to_owned(), "1".to_owned())],
+            add: vec![("x-c".to_owned(), "3".to_owned())],
+            remove: vec!["x-d".to_owned()],
+            host_rewrite: Some("a.example".to_owned()),
+        }
+    );
+    assert_eq!(
+        warnings,
+        [
+            Warning("GRPCRoute default/canary: RequestHeaderModifier sets header x-a twice (names are case-insensitive): only the first is used".to_owned()),
+            Warning("GRPCRoute default/canary: RequestHeaderModifier cannot remove host: Istio leaves it out".to_owned()),
+        ]
+    );
+    let only_add = canary(
+        "  - filters: [{type: RequestHeaderModifier, requestHeaderModifier: {add: [{name: Host, value: b.example}]}}]\n    backendRefs: [{name: server-v1, port: 50051}]\n",
+    );
+    let twice = canary(
+        "  - filters: [{type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: Host, value: a.example}, {name: host, value: c.example}]}}]\n    backendRefs: [{name: server-v1, port: 50051}]\n",
+    );
+    let (entries, warnings) = entries_of(&parse_ok(&twice));
+    assert_eq!(
+        entries[0].request_headers.host_rewrite.as_deref(),
+        Some("a.example")
+    );
+    assert_eq!(
+        warnings,
+        [Warning("GRPCRoute default/canary: RequestHeaderModifier sets header host twice (names are case-insensitive): only the first is used".to_owned())]
+    );
+    let (entries, _) = entries_of(&parse_ok(&only_add));
+    assert_eq!(
+        entries[0].request_headers.host_rewrite.as_deref(),
+        Some("b.example")
+    );
+    assert!(entries[0].request_headers.add.is_empty());
+}
+
+// ---- Istio's order ----
 
 #[test]
-fn an_exact_method_match_comes_before_a_service_only_match() {
+fn an_exact_path_comes_before_a_prefix_then_a_regex_then_a_rule_without_matches() {
     let yaml = canary(concat!(
         "  - matches: [{method: {service: hello.v1.Greeter}}]\n",
         "    backendRefs: [{name: server-v1, port: 50051}]\n",
@@ -740,21 +905,21 @@ fn more_header_matches_come_first() {
 }
 
 #[test]
-fn an_older_route_comes_before_a_newer_one_and_one_without_timestamp_comes_last() {
+fn an_older_route_comes_before_a_newer_one_and_one_without_timestamp_counts_as_the_oldest() {
     let rule = "  - matches: [{method: {service: hello.v1.Greeter}}]\n    backendRefs: [{name: server-v1, port: 50051}]\n";
     let yaml = [
-        grpc_route("a-unstamped", "", rule),
         grpc_route("b-new", "  creationTimestamp: 2025-06-01T00:00:00Z\n", rule),
         grpc_route("c-old", "  creationTimestamp: 2024-01-01T00:00:00Z\n", rule),
+        grpc_route("z-unstamped", "", rule),
     ]
     .join("---\n");
     let (entries, _) = entries_of(&parse_ok(&yaml));
     assert_eq!(
         names(&entries),
         [
+            "GRPCRoute default/z-unstamped rule 0 match 0",
             "GRPCRoute default/c-old rule 0 match 0",
             "GRPCRoute default/b-new rule 0 match 0",
-            "GRPCRoute default/a-unstamped rule 0 match 0",
         ]
     );
 }
@@ -782,7 +947,8 @@ fn routes_of_the_same_age_are_ordered_by_namespace_and_name_then_rule_and_match(
 }
 
 #[test]
-fn http_precedence_is_exact_path_then_regex_then_longer_prefix_then_method_then_headers() {
+fn http_order_is_exact_then_longer_prefix_then_method_then_headers_and_nothing_after_the_catch_all()
+{
     let yaml = http_route(
         "a",
         concat!(
@@ -798,12 +964,30 @@ fn http_precedence_is_exact_path_then_regex_then_longer_prefix_then_method_then_
             "    backendRefs: [{name: server-v1, port: 50051}]\n",
         ),
     );
-    let (entries, _) = entries_of(&parse_ok(&yaml));
+    let (entries, warnings) = entries_of(&parse_ok(&yaml));
     let order: Vec<_> = names(&entries)
         .iter()
         .map(|n| n.rsplit(' ').next().unwrap().parse::<usize>().unwrap())
         .collect();
-    assert_eq!(order, [5, 4, 2, 3, 1, 0]);
+    assert_eq!(order, [5, 2, 3, 1, 0]);
+    assert_eq!(
+        warnings,
+        [Warning("HTTPRoute default/a rule 0 match 4: never used: it comes after HTTPRoute default/a rule 0 match 0, which matches every call, and Istio programs nothing after such a route".to_owned())]
+    );
+}
+
+#[test]
+fn an_httproute_catch_all_hides_a_grpcroute_header_match_on_the_same_service() {
+    let web = http_route("web", "  - backendRefs: [{name: server-v1, port: 50051}]\n");
+    let canary = canary(
+        "  - matches: [{headers: [{name: x-canary, value: 'true'}]}]\n    backendRefs: [{name: server-v2, port: 50051}]\n",
+    );
+    let (entries, warnings) = entries_of(&parse_ok(&format!("{web}---\n{canary}")));
+    assert_eq!(names(&entries), ["HTTPRoute default/web rule 0 match 0"]);
+    assert_eq!(
+        warnings,
+        [Warning("GRPCRoute default/canary rule 0 match 0: never used: it comes after HTTPRoute default/web rule 0 match 0, which matches every call, and Istio programs nothing after such a route".to_owned())]
+    );
 }
 
 // ---- backends and weights ----
@@ -870,8 +1054,10 @@ fn set_weights_applies_to_every_rule_of_a_grpcroute() {
     }
 }
 
+const SPEC: &str = " (the GRPCRoute spec asks for UNAVAILABLE, so a client that retries only UNAVAILABLE will not retry these)";
+
 #[test]
-fn a_rule_without_backends_or_with_all_weights_0_keeps_them_and_warns() {
+fn a_rule_that_sends_nowhere_is_kept_and_the_warning_names_what_the_client_gets() {
     let yaml = canary(concat!(
         "  - matches: [{method: {service: a}}]\n",
         "  - backendRefs: [{name: server-v1, port: 50051, weight: 0}]\n",
@@ -882,14 +1068,33 @@ fn a_rule_without_backends_or_with_all_weights_0_keeps_them_and_warns() {
     assert_eq!(
         warnings,
         [
-            Warning("GRPCRoute default/canary: rule 0 has no backendRef with a weight above 0: all its traffic will get UNAVAILABLE".to_owned()),
-            Warning("GRPCRoute default/canary: rule 1 has no backendRef with a weight above 0: all its traffic will get UNAVAILABLE".to_owned()),
+            Warning(format!(
+                "GRPCRoute default/canary: rule 0 has no backendRefs: all its calls get HTTP 500, which gRPC clients see as UNKNOWN{SPEC}"
+            )),
+            Warning(format!(
+                "GRPCRoute default/canary: rule 1 has no backendRef with a weight above 0: all its calls get HTTP 500, which gRPC clients see as UNKNOWN{SPEC}"
+            )),
+        ]
+    );
+    let yaml = http_route(
+        "web",
+        concat!(
+            "  - matches: [{path: {value: /a}}]\n",
+            "  - backendRefs: [{name: server-v1, port: 50051, weight: 0}]\n",
+        ),
+    );
+    let (_, warnings) = entries_of(&parse_ok(&yaml));
+    assert_eq!(
+        warnings,
+        [
+            Warning("HTTPRoute default/web: rule 0 has no backendRefs: all its calls get HTTP 404, which gRPC clients see as UNIMPLEMENTED".to_owned()),
+            Warning("HTTPRoute default/web: rule 1 has no backendRef with a weight above 0: all its calls get HTTP 500, which gRPC clients see as UNKNOWN".to_owned()),
         ]
     );
 }
 
 #[test]
-fn unknown_backends_and_wrong_ports_give_warnings_with_their_share() {
+fn unknown_backends_and_wrong_ports_give_warnings_with_their_share_and_code() {
     let yaml = http_route(
         "canary",
         "  - backendRefs: [{name: server-v1, port: 50051, weight: 90}, {name: server-v2, port: 8080, weight: 5}, {name: server-v3, port: 50051, weight: 5}]\n",
@@ -898,8 +1103,8 @@ fn unknown_backends_and_wrong_ports_give_warnings_with_their_share() {
     assert_eq!(
         warnings,
         [
-            Warning("HTTPRoute default/canary: backendRef server-v2 port 8080 is not the Service's port (50051): its share (5%) of traffic will get HTTP 500".to_owned()),
-            Warning("HTTPRoute default/canary: backendRef server-v3 does not exist: its share (5%) of traffic will get HTTP 500".to_owned()),
+            Warning("HTTPRoute default/canary: backendRef server-v2 port 8080 is not the Service's port (50051): its share (5%) of calls gets HTTP 500, which gRPC clients see as UNKNOWN".to_owned()),
+            Warning("HTTPRoute default/canary: backendRef server-v3 does not exist: its share (5%) of calls gets HTTP 500, which gRPC clients see as UNKNOWN".to_owned()),
         ]
     );
     let yaml = canary(
@@ -908,54 +1113,189 @@ fn unknown_backends_and_wrong_ports_give_warnings_with_their_share() {
     let (_, warnings) = entries_of(&parse_ok(&yaml));
     assert_eq!(
         warnings,
-        [Warning("GRPCRoute default/canary: backendRef server-v3 does not exist: its share (66.7%) of traffic will get UNAVAILABLE".to_owned())]
+        [Warning(format!(
+            "GRPCRoute default/canary: backendRef server-v3 does not exist: its share (66.7%) of calls gets HTTP 500, which gRPC clients see as UNKNOWN{SPEC}"
+        ))]
     );
 }
 
 #[test]
-fn a_missing_parent_service_gives_a_warning() {
+fn a_missing_parent_service_gives_a_warning_and_no_routes() {
     let yaml = canary("  - backendRefs: [{name: server-v1, port: 50051}]\n");
     let objects = parse_ok(&yaml);
     let (table, warnings) = gateway::route_table(&objects, &[service("server-v1")]);
-    assert_eq!(table.len(), 1);
+    assert_eq!(table, []);
     assert_eq!(
         warnings,
         [Warning("GRPCRoute default/canary: parent Service default/server does not exist: the route applies to no traffic".to_owned())]
     );
 }
 
-// ---- parents and ports ----
+// ---- parents, ports and namespaces ----
 
-#[test]
-fn a_route_on_a_port_and_a_route_on_every_port_share_the_port_entries() {
-    let every = http_route(
+fn every_and_on_port(every_meta: &str, on_port_meta: &str) -> Vec<RouteObject> {
+    let every = grpc_route(
         "every",
+        every_meta,
         "  - backendRefs: [{name: server-v1, port: 50051}]\n",
     );
-    let on_port = http_route(
+    let on_port = grpc_route(
         "on-port",
-        "  - matches: [{path: {type: Exact, value: /x}}]\n    backendRefs: [{name: server-v2, port: 50051}]\n",
+        on_port_meta,
+        "  - matches: [{method: {method: SayHello}}]\n    backendRefs: [{name: server-v2, port: 50051}]\n",
     )
     .replace("name: server}", "name: server, port: 50051}");
-    let objects = parse_ok(&format!("{every}---\n{on_port}"));
-    let (table, warnings) = gateway::route_table(&objects, &services());
-    assert_eq!(warnings, []);
-    let summary: Vec<(Option<u16>, Vec<&str>)> = table
+    parse_ok(&format!("{every}---\n{on_port}"))
+}
+
+#[test]
+fn a_route_on_the_port_and_a_route_on_every_port_are_two_virtual_services_and_one_wins() {
+    // Same age: Istio's names decide, and `default~50051~...` sorts before `default~server...`.
+    let (table, warnings) = gateway::route_table(&every_and_on_port("", ""), &services());
+    let summary: Vec<(Option<u16>, &str, Vec<&str>)> = table
         .iter()
-        .map(|routes: &ServiceRoutes| (routes.port, names(&routes.entries)))
+        .map(|r: &ServiceRoutes| (r.port, r.virtual_service.as_str(), names(&r.entries)))
         .collect();
     assert_eq!(
         summary,
+        [(
+            Some(PORT),
+            "default~50051~server.default.svc.cluster.local",
+            vec!["GRPCRoute default/on-port rule 0 match 0"]
+        )]
+    );
+    assert_eq!(
+        warnings,
+        [Warning("GRPCRoute default/every: ignored for calls to Service default/server: Istio gives a sidecar one VirtualService per Service, and default~50051~server.default.svc.cluster.local (from GRPCRoute default/on-port) comes before default~server.default.svc.cluster.local (older routes first, then by namespace and name)".to_owned())]
+    );
+
+    // The older one wins.
+    let objects = every_and_on_port(
+        "  creationTimestamp: 2024-01-01T00:00:00Z\n",
+        "  creationTimestamp: 2025-01-01T00:00:00Z\n",
+    );
+    let (table, warnings) = gateway::route_table(&objects, &services());
+    assert_eq!(table.len(), 1);
+    assert_eq!(table[0].port, None);
+    assert_eq!(
+        names(&table[0].entries),
+        ["GRPCRoute default/every rule 0 match 0"]
+    );
+    assert_eq!(warnings.len(), 1);
+    assert!(
+        warnings[0]
+            .0
+            .starts_with("GRPCRoute default/on-port: ignored"),
+        "{warnings:?}"
+    );
+}
+
+#[test]
+fn a_rule_without_matches_on_a_port_sorts_as_a_match_on_the_port_alone() {
+    // Rule 0 has no matches; rule 1 has one empty match. Both match every call, so only the first
+    // of them is used; which one is first depends on the parentRef's port.
+    let yaml = canary(concat!(
+        "  - backendRefs: [{name: server-v1, port: 50051}]\n",
+        "  - matches: [{}]\n",
+        "    backendRefs: [{name: server-v2, port: 50051}]\n",
+    ));
+    let (table, warnings) = gateway::route_table(&parse_ok(&yaml), &services());
+    assert_eq!(
+        names(&table[0].entries),
+        ["GRPCRoute default/canary rule 1 match 0"],
+        "without a port, the rule without matches goes last"
+    );
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    let on_port = yaml.replace("name: server}", "name: server, port: 50051}");
+    let (table, _) = gateway::route_table(&parse_ok(&on_port), &services());
+    assert_eq!(
+        names(&table[0].entries),
+        ["GRPCRoute default/canary rule 0 match 0"],
+        "with a port, it has a match (on the port) and keeps its place"
+    );
+}
+
+#[test]
+fn every_kind_of_catch_all_ends_the_routes_and_a_method_or_header_condition_does_not() {
+    let yaml = http_route(
+        "web",
+        concat!(
+            "  - matches: [{path: {value: /}, method: POST}, {path: {type: RegularExpression, value: '.*'}}, {path: {type: RegularExpression, value: '/a.*'}}, {path: {type: RegularExpression, value: '.'}}]\n",
+            "    backendRefs: [{name: server-v1, port: 50051}]\n",
+        ),
+    );
+    let (entries, warnings) = entries_of(&parse_ok(&yaml));
+    assert_eq!(
+        names(&entries),
         [
-            (None, vec!["HTTPRoute default/every rule 0 match 0"]),
-            (
-                Some(PORT),
-                vec![
-                    "HTTPRoute default/on-port rule 0 match 0",
-                    "HTTPRoute default/every rule 0 match 0"
-                ]
-            ),
-        ]
+            "HTTPRoute default/web rule 0 match 0",
+            "HTTPRoute default/web rule 0 match 2",
+            "HTTPRoute default/web rule 0 match 1"
+        ],
+        "the longer regex first, then `.*`, and nothing after it"
+    );
+    assert_eq!(
+        warnings,
+        [Warning("HTTPRoute default/web rule 0 match 3: never used: it comes after HTTPRoute default/web rule 0 match 1, which matches every call, and Istio programs nothing after such a route".to_owned())]
+    );
+    let two = [
+        grpc_route(
+            "a",
+            "",
+            "  - backendRefs: [{name: server-v1, port: 50051}]\n",
+        ),
+        grpc_route(
+            "b",
+            "",
+            "  - backendRefs: [{name: server-v2, port: 50051}]\n",
+        ),
+    ]
+    .join("---\n");
+    let (entries, warnings) = entries_of(&parse_ok(&two));
+    assert_eq!(names(&entries), ["GRPCRoute default/a rule 0 match 0"]);
+    assert_eq!(
+        warnings,
+        [Warning("GRPCRoute default/b rule 0 match 0: never used: it comes after GRPCRoute default/a rule 0 match 0, which matches every call, and Istio programs nothing after such a route".to_owned())]
+    );
+}
+
+#[test]
+fn a_grpcroute_without_rules_leaves_the_service_to_its_default_route() {
+    let none = grpc_route("empty", "", "").replace("  rules:\n", "");
+    let (table, warnings) = gateway::route_table(&parse_ok(&none), &services());
+    assert_eq!(table, []);
+    assert_eq!(
+        warnings,
+        [Warning("GRPCRoute default/empty: has no rules, so it routes nothing (its parent Services are treated as if no route were attached)".to_owned())]
+    );
+    // An older route without rules does not hide a newer one with rules.
+    let both = [
+        grpc_route("empty", "  creationTimestamp: 2020-01-01T00:00:00Z\n", "")
+            .replace("  rules:\n", ""),
+        grpc_route(
+            "full",
+            "",
+            "  - backendRefs: [{name: server-v1, port: 50051}]\n",
+        )
+        .replace("name: server}", "name: server, port: 50051}"),
+    ]
+    .join("---\n");
+    let (table, _) = gateway::route_table(&parse_ok(&both), &services());
+    assert_eq!(
+        names(&table[0].entries),
+        ["GRPCRoute default/full rule 0 match 0"]
+    );
+}
+
+#[test]
+fn a_parent_ref_port_the_service_lacks_applies_to_no_traffic() {
+    let yaml = canary("  - backendRefs: [{name: server-v1, port: 50051}]\n")
+        .replace("name: server}", "name: server, port: 8080}");
+    let (table, warnings) = gateway::route_table(&parse_ok(&yaml), &services());
+    assert_eq!(table, []);
+    assert_eq!(
+        warnings,
+        [Warning("GRPCRoute default/canary: parentRef port 8080 is not the port of Service default/server (50051): the route applies to no traffic".to_owned())]
     );
 }
 
@@ -968,6 +1308,44 @@ fn a_route_with_two_parents_gives_entries_to_both() {
     let (table, _) = gateway::route_table(&parse_ok(&yaml), &services());
     let parents: Vec<_> = table.iter().map(|r| r.service.as_str()).collect();
     assert_eq!(parents, ["server", "server-v1"]);
+}
+
+#[test]
+fn a_consumer_route_applies_only_to_clients_of_its_namespace_and_there_comes_first() {
+    let consumer =
+        canary("  - backendRefs: [{name: server-v2, namespace: default, port: 50051}]\n")
+            .replace("name: canary\n", "name: canary\n  namespace: team\n")
+            .replace("name: server}", "name: server, namespace: default}");
+    let producer = grpc_route(
+        "producer",
+        "  creationTimestamp: 2020-01-01T00:00:00Z\n",
+        "  - backendRefs: [{name: server-v1, port: 50051}]\n",
+    );
+    let objects = parse_ok(&format!("{consumer}---\n{producer}"));
+
+    let (table, warnings) = gateway::route_table(&objects, &services());
+    assert_eq!(
+        names(&table[0].entries),
+        ["GRPCRoute default/producer rule 0 match 0"]
+    );
+    assert_eq!(
+        warnings,
+        [Warning("GRPCRoute team/canary: parent Service default/server is in another namespace (a consumer route): Istio applies it only to clients in namespace team, and the client is in default".to_owned())]
+    );
+
+    let (table, warnings) = gateway::route_table_for(&objects, &services(), "team");
+    assert_eq!(
+        table[0].virtual_service,
+        "team~server.default.svc.cluster.local"
+    );
+    assert_eq!(
+        names(&table[0].entries),
+        ["GRPCRoute team/canary rule 0 match 0"]
+    );
+    assert_eq!(
+        warnings,
+        [Warning("GRPCRoute default/producer: ignored for calls to Service default/server: Istio gives a sidecar one VirtualService per Service, and team~server.default.svc.cluster.local (from GRPCRoute team/canary) comes before default~server.default.svc.cluster.local (it is in the client's namespace)".to_owned())]
+    );
 }
 
 // ---- robustness ----

@@ -1,7 +1,9 @@
 //! Properties of the route loader and the translation, over generated input:
 //!
 //! - any set of routes the loader accepts becomes an Envoy configuration that Envoy 1.40 itself accepts
-//!   (`envoy --mode validate` on a static bootstrap holding the sidecar's listeners, routes and clusters);
+//!   (`envoy --mode validate` on a static bootstrap holding the sidecar's listeners, routes and clusters),
+//!   whatever the mesh's default retry policy; header changes include `host`, which Envoy refuses to
+//!   set or remove, so the translation must turn it into Istio's authority rewrite;
 //! - the loader never panics, whatever text it is given.
 //!
 //! The generator is seeded: a failure prints its seed and input, and `PROP_SEED=<n>` runs that case alone.
@@ -16,7 +18,7 @@ use std::{
 
 use mesh::{
     gateway,
-    model::{MeshConfig, Service},
+    model::{MeshConfig, RetryPolicy, Service},
     translate::{self, Role},
     twin::sidecar,
 };
@@ -59,10 +61,22 @@ const REGEXES: (&[&str], &[&str]) = (
     &["(", "[z-a]", "x{1001}"],
 );
 const NAMES: (&[&str], &[&str]) = (
-    &["x-canary", "x-user", "user-agent", "x_ok", "X-Upper"],
+    &[
+        "x-canary",
+        "x-user",
+        "user-agent",
+        "x_ok",
+        "X-Upper",
+        "x-upper",
+        "host",
+        "Host",
+    ],
     &["bad header", "", "x:colon"],
 );
-const VALUES: (&[&str], &[&str]) = (&["true", "v2", "a b", "ünïcode", "\"quoted\""], &[""]);
+const VALUES: (&[&str], &[&str]) = (
+    &["true", "v2", "a b", "ünïcode", "\"quoted\"", "tab\there"],
+    &["", "new\nline"],
+);
 const SERVICES: (&[&str], &[&str]) = (
     &["hello.v1.Greeter", "Greeter", "a.b.C"],
     &["bad/slash", "", "x*"],
@@ -185,6 +199,35 @@ fn http_match(rng: &mut StdRng) -> String {
     format!("{{{}}}", parts.join(", "))
 }
 
+/// Now and then a `RequestHeaderModifier`, `host` included.
+fn filters(rng: &mut StdRng) -> String {
+    if !rng.random_bool(0.3) {
+        return String::new();
+    }
+    let mut lists = Vec::new();
+    for list in ["set", "add"] {
+        if rng.random_bool(0.6) {
+            let headers: Vec<String> = (0..rng.random_range(1..=2))
+                .map(|_| {
+                    format!(
+                        "{{name: {}, value: {}}}",
+                        quoted(pick(rng, NAMES)),
+                        quoted(pick(rng, VALUES))
+                    )
+                })
+                .collect();
+            lists.push(format!("{list}: [{}]", headers.join(", ")));
+        }
+    }
+    if rng.random_bool(0.4) {
+        lists.push(format!("remove: [{}]", quoted(pick(rng, NAMES))));
+    }
+    format!(
+        "    filters: [{{type: RequestHeaderModifier, requestHeaderModifier: {{{}}}}}]\n",
+        lists.join(", ")
+    )
+}
+
 /// One to three route objects, as YAML.
 fn routes(rng: &mut StdRng) -> String {
     let objects: Vec<String> = (0..rng.random_range(1..=3))
@@ -196,9 +239,10 @@ fn routes(rng: &mut StdRng) -> String {
                         .map(|_| if grpc { grpc_match(rng) } else { http_match(rng) })
                         .collect();
                     format!(
-                        "  - matches: [{}]\n    backendRefs: {}\n",
+                        "  - matches: [{}]\n    backendRefs: {}\n{}",
                         matches.join(", "),
-                        backends(rng)
+                        backends(rng),
+                        filters(rng)
                     )
                 })
                 .collect();
@@ -217,6 +261,7 @@ fn routes(rng: &mut StdRng) -> String {
     objects.join("---\n")
 }
 
+/// The demos' Services; `server-v2` is headless (its virtual host has wildcard domains too).
 fn services() -> Vec<Service> {
     ["server", "server-v1", "server-v2"]
         .iter()
@@ -229,9 +274,18 @@ fn services() -> Vec<Service> {
                 IpAddr::V4(Ipv4Addr::new(127, 0, 0, 10 + i as u8)),
                 50051,
             )],
-            headless: false,
+            headless: *name == "server-v2",
         })
         .collect()
+}
+
+/// Istio's defaults, or a mesh-wide retry policy with `reset` (as the kill demo sets).
+fn mesh_config(rng: &mut StdRng) -> MeshConfig {
+    MeshConfig {
+        default_http_retry_policy: rng
+            .random_bool(0.3)
+            .then(|| RetryPolicy::istio_default_with("reset")),
+    }
 }
 
 #[test]
@@ -265,7 +319,8 @@ fn any_route_set_the_loader_accepts_is_a_configuration_envoy_accepts() {
             ip: IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)),
             passthrough: Vec::new(),
         };
-        let resources = translate::resources(&role, &services, &table, &MeshConfig::default());
+        let mesh = mesh_config(&mut rng);
+        let resources = translate::resources(&role, &services, &table, &mesh);
         let dir = work.join(seed.to_string());
         let mut bootstrap = sidecar::static_bootstrap(&resources, &dir).unwrap();
         // the twin gives Envoy its node on the command line; validation needs it in the bootstrap

@@ -1,27 +1,33 @@
 //! `cargo xtask down`: deletes the harness's kind cluster and nothing else.
+//!
+//! One walk over its steps through a [`Runner`]: the real one, or the recorder whose steps
+//! `--dry-run` prints.
 
-use anyhow::Context;
-use xshell::cmd;
+use crate::plan::{Real, Recorder, Runner, Step};
+
+/// `down`, one step at a time through `runner`.
+pub async fn walk<R: Runner>(runner: &mut R, cluster: &str) -> anyhow::Result<()> {
+    runner
+        .act(Step::CheckTools {
+            kind: true,
+            context: None,
+        })
+        .await?;
+    runner
+        .act(Step::DeleteCluster {
+            name: cluster.to_owned(),
+        })
+        .await
+}
 
 pub fn main(flags: &crate::flags::Down) -> anyhow::Result<()> {
-    let cluster = &flags.cluster;
+    let runtime = tokio::runtime::Runtime::new()?;
     if flags.dry_run {
-        println!(" 1. run: kind delete cluster --name {cluster}");
+        let mut recorder = Recorder::default();
+        runtime.block_on(walk(&mut recorder, &flags.cluster))?;
+        print!("{}", recorder.plan());
         return Ok(());
     }
-    let sh = crate::project::shell()?;
-    let clusters = cmd!(sh, "kind get clusters")
-        .quiet()
-        .ignore_stderr()
-        .read()
-        .context("kind not found: install kind (https://kind.sigs.k8s.io/docs/user/quick-start/#installation)")?;
-    if !clusters.lines().any(|l| l.trim() == cluster) {
-        eprintln!("==> no kind cluster named {cluster}: nothing to delete");
-        return Ok(());
-    }
-    eprintln!("==> deleting the kind cluster {cluster}");
-    cmd!(sh, "kind delete cluster --name {cluster}")
-        .run()
-        .context("kind delete cluster failed")?;
-    Ok(())
+    let mut real = Real::new(&flags.cluster, None)?;
+    runtime.block_on(walk(&mut real, &flags.cluster))
 }

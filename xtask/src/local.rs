@@ -104,14 +104,7 @@ fn mesh_config(retries: Retries) -> MeshConfig {
     MeshConfig {
         default_http_retry_policy: match retries {
             Retries::IstioDefault => None,
-            Retries::WithReset => {
-                // Istio's default, as the twin's translation writes it, plus `reset`.
-                let istio = mesh::translate::istio_default_retry();
-                Some(RetryPolicy {
-                    attempts: istio.num_retries.map_or(2, |n| n.value),
-                    retry_on: format!("{},reset", istio.retry_on),
-                })
-            }
+            Retries::WithReset => Some(RetryPolicy::istio_default_with("reset")),
         },
     }
 }

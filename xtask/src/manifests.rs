@@ -2,11 +2,7 @@
 
 pub fn main(flags: &crate::flags::Manifests) -> anyhow::Result<()> {
     let scenario = crate::scenario::get(&flags.scenario)?;
-    let images = crate::cluster::objects::Images {
-        server: "grpc-mesh-lab/hello-server:<content-hash>".into(),
-        client: "grpc-mesh-lab/hello-client:<content-hash>".into(),
-        envoy: crate::versions::ENVOY_IMAGE.into(),
-    };
+    let images = crate::images::placeholders().objects();
     let objects = crate::cluster::objects::manifests(&scenario, &images)?;
     print!("{}", crate::cluster::objects::to_yaml(&objects)?);
     eprintln!("# image tags are content hashes, known once `cargo xtask up` has built the images");

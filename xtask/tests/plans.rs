@@ -1,7 +1,11 @@
 //! Golden tests of the `--dry-run` plans: what `up`, `up-istio`, `down` and each cluster demo would
 //! run and apply. Regenerate after an intended change with `UPDATE_GOLDEN=1 cargo test -p xtask --test plans`.
 
-use std::{path::PathBuf, process::Command};
+use std::{path::PathBuf, process::Command, sync::OnceLock};
+
+#[allow(dead_code)]
+#[path = "../src/up/fetch.rs"]
+mod fetch;
 
 const XTASK: &str = env!("CARGO_BIN_EXE_xtask");
 const SCENARIOS: [&str; 13] = [
@@ -27,11 +31,20 @@ fn root() -> PathBuf {
         .to_path_buf()
 }
 
+/// The pinned Gateway API CRDs, found as `cargo xtask up` finds them (`GATEWAY_API_CRDS`,
+/// `.tools/`, or downloaded there), so that every plan lists the same objects.
+fn crds() -> &'static PathBuf {
+    static CRDS: OnceLock<PathBuf> = OnceLock::new();
+    CRDS.get_or_init(|| {
+        fetch::crds(&root(), &|name| std::env::var(name).ok()).unwrap_or_else(|e| panic!("{e:#}"))
+    })
+}
+
 fn dry_run(args: &[&str]) -> String {
-    let crds = root().join("../shared/gateway-api/v1.5.1/standard-install.yaml");
+    let crds = crds();
     let out = Command::new(XTASK)
         .args(args)
-        .env("GATEWAY_API_CRDS", &crds)
+        .env("GATEWAY_API_CRDS", crds)
         .current_dir(root())
         .output()
         .expect("run xtask");
@@ -90,9 +103,62 @@ fn the_up_plan_has_no_istio() {
 }
 
 #[test]
-fn the_down_plan_deletes_only_the_harness_cluster() {
+fn the_up_plan_loads_every_image_a_demo_runs_into_kind_the_envoy_image_included() {
+    let plan = dry_run(&["up", "--dry-run"]);
+    assert!(
+        plan.contains(
+            "run: kind load docker-image grpc-mesh-lab/hello-server:<content-hash> grpc-mesh-lab/hello-client:<content-hash> grpc-mesh-lab/envoy:<content-hash> --name grpc-mesh-lab"
+        ),
+        "{plan}"
+    );
+    assert!(!plan.contains("envoyproxy/"), "{plan}");
+}
+
+#[test]
+fn the_down_plan_checks_kind_then_deletes_only_the_harness_cluster() {
     let plan = dry_run(&["down", "--dry-run"]);
-    assert_eq!(plan, " 1. run: kind delete cluster --name grpc-mesh-lab\n");
+    assert!(
+        plan.contains(" 2. run: kind delete cluster --name grpc-mesh-lab\n"),
+        "{plan}"
+    );
+    golden("down", &plan);
+    let other = dry_run(&["down", "--dry-run", "--cluster", "other-lab"]);
+    assert!(
+        other.contains("run: kind delete cluster --name other-lab\n")
+            && !other.contains("grpc-mesh-lab"),
+        "{other}"
+    );
+}
+
+#[test]
+fn down_without_kind_says_how_to_get_it_in_one_line_and_runs_nothing() {
+    // A PATH with docker (running: down checks it first) and no kind. The cluster name is one
+    // nobody has, so that this test can never delete a real cluster.
+    let dir = std::env::temp_dir().join(format!("gml-plans-nokind-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let docker = std::env::var_os("PATH")
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|p| p.join("docker"))
+                .find(|p| p.is_file())
+        })
+        .expect("docker on PATH");
+    let link = dir.join("docker");
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(docker, &link).unwrap();
+    let out = Command::new(XTASK)
+        .args(["down", "--cluster", "gml-test-no-such-cluster"])
+        .env("PATH", &dir)
+        .current_dir(root())
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(
+        err.trim(),
+        "xtask: error: kind not found: install kind v0.33.0 or newer (https://kind.sigs.k8s.io/docs/user/quick-start/#installation)"
+    );
 }
 
 #[test]
@@ -117,24 +183,108 @@ fn every_demo_has_a_cluster_plan_that_applies_its_objects_and_measures_each_phas
             plan.contains(&format!("Namespace gml-{scenario}")),
             "{scenario}: {plan}"
         );
-        assert!(plan.contains("measure "), "{scenario}: {plan}");
+        let phases = plan.matches("note: phase ").count();
+        assert!(phases > 0, "{scenario}: {plan}");
+        assert_eq!(
+            plan.matches("measuring").count(),
+            phases,
+            "{scenario}: every phase is measured: {plan}"
+        );
         golden(&format!("demo-{scenario}"), &plan);
     }
 }
 
+/// The line numbers of the steps containing `text`.
+fn steps_with(plan: &str, text: &str) -> Vec<usize> {
+    plan.lines()
+        .filter(|l| l.contains(text))
+        .filter_map(|l| l.trim_start().split_once(". ")?.0.parse().ok())
+        .collect()
+}
+
 #[test]
-fn the_httproute_plan_checks_the_sidecar_before_measuring_and_applies_each_weight() {
+fn the_httproute_plan_reads_the_route_status_then_the_sidecar_before_measuring_and_applies_each_weight()
+ {
     let plan = dry_run(&["demo", "httproute", "--dry-run"]);
     assert!(
         plan.contains("Deployment gml-httproute/client-mesh-on"),
         "{plan}"
     );
-    assert!(plan.contains("sidecar holds the route"), "{plan}");
     assert_eq!(
         plan.matches("apply (the route with new weights").count(),
         4,
         "{plan}"
     );
+    let status = steps_with(
+        &plan,
+        "read: HTTPRoute gml-httproute/server's status from istio.io/gateway-controller",
+    );
+    let dumps = steps_with(
+        &plan,
+        "exec: `pilot-agent request GET config_dump` in gml-httproute/client-mesh-on-",
+    );
+    let measured = steps_with(&plan, "note: measuring");
+    assert_eq!(
+        (status.len(), dumps.len(), measured.len()),
+        (4, 4, 4),
+        "{plan}"
+    );
+    for phase in 0..4 {
+        assert!(
+            status[phase] < dumps[phase] && dumps[phase] < measured[phase],
+            "phase {}: status, then the dump, then measuring: {plan}",
+            phase + 1
+        );
+    }
+}
+
+#[test]
+fn the_kill_plan_sigkills_a_container_on_its_node_and_waits_for_that_pod_not_the_deployment() {
+    let plan = dry_run(&["demo", "kill", "--dry-run"]);
+    let kills = steps_with(
+        &plan,
+        "run: docker exec <node> crictl stop --timeout 0 <id of server-v1-pod1/hello-server> (SIGKILL)",
+    );
+    assert_eq!(kills.len(), 3, "one a phase: {plan}");
+    let rollouts = steps_with(&plan, "wait: deployment gml-kill/server-v1 rolled out");
+    assert!(
+        rollouts.iter().all(|r| r < &kills[0]),
+        "no rollout wait after a kill: {plan}"
+    );
+    assert!(!plan.contains("grace period 0"), "{plan}");
+}
+
+#[test]
+fn the_kill_plan_on_another_context_loads_no_image_and_says_its_kill_is_a_grace_0_delete() {
+    let plan = dry_run(&["demo", "kill", "--dry-run", "--context", "staging"]);
+    assert!(!plan.contains("kind load"), "{plan}");
+    assert!(
+        plan.contains("note: staging is not a kind context: its nodes must be able to pull"),
+        "{plan}"
+    );
+    assert_eq!(
+        plan.matches("delete: pod gml-kill/server-v1-pod1 with grace period 0 (the kubelet still sends SIGTERM and waits 2s)")
+            .count(),
+        1,
+        "the first kill deletes pod1; its replacement is pod2: {plan}"
+    );
+    assert!(!plan.contains("crictl"), "{plan}");
+}
+
+#[test]
+fn the_compare_plan_stops_the_mesh_off_client_before_the_mesh_on_one_starts() {
+    let plan = dry_run(&["demo", "compare", "--dry-run"]);
+    let stop = plan
+        .find("scale: deployment gml-compare/client-mesh-off to 0")
+        .expect("the mesh-off client is scaled to zero");
+    let stopped = plan[stop..]
+        .find("wait: deployment gml-compare/client-mesh-off rolled out")
+        .map(|i| i + stop)
+        .expect("and waited for");
+    let start = plan
+        .find("    Deployment gml-compare/client-mesh-on")
+        .expect("the mesh-on client is applied");
+    assert!(stop < stopped && stopped < start, "{plan}");
 }
 
 /// A kubeconfig whose only context (the current one) is somebody's production cluster.

@@ -180,6 +180,14 @@ pub enum Violation {
     #[error("{0:?} is not a valid HTTP header name")]
     BadHeaderName(String),
 
+    /// A list keyed by name (the CRD's `listType=map`, or a `set`) names the same entry twice.
+    #[error("{name:?} is already given by [{first}]")]
+    DuplicateName { name: String, first: usize },
+
+    /// Istio refuses the route: a header value with a control character other than tab.
+    #[error("header value has a control character (Istio refuses the route)")]
+    BadHeaderValue,
+
     #[error(
         "query parameter matches are not supported (the twin routes on path, method and headers)"
     )]

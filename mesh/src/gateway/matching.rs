@@ -1,18 +1,20 @@
-//! How one route match becomes a [`Match`] of the model, and how specific it is (the first part
-//! of Gateway API precedence).
+//! How one route match becomes a [`Match`] of the model, as Istio 1.30 converts it
+//! (`pilot/pkg/config/kube/gateway/conversion.go`: `createURIMatch`, `createGRPCURIMatch`,
+//! `createHeadersMatch`), and where it sorts among the entries of a Service (`sortHTTPRoutes`).
 
 use std::cmp::Reverse;
 
 use super::view::{MatchView, PathKind, Target};
 use crate::model::{HeaderMatch, Match, StringMatch};
 
-/// Any one path segment: the part of a gRPC path that a method match leaves open.
+/// Any one path segment: the part of a gRPC path that a method-only match leaves open.
 const ANY_SEGMENT: &str = "[^/]+";
 
-/// The `:path` condition of a `GRPCRoute` method match.
+/// The `:path` condition of a `GRPCRoute` method match, as `createGRPCURIMatch` writes it.
 ///
-/// Exact service and method give `/svc/method`; a missing part is any one segment; the
-/// `RegularExpression` type puts each part's pattern in a group of its own.
+/// Exact service and method give `/svc/method`; an Exact service alone the prefix `/svc/`; an
+/// Exact method alone the regex `/[^/]+/method`. A `RegularExpression` match concatenates the
+/// patterns as they are, without grouping: `/svc/.+`, `/[^/]+/method`, `/svc/method`.
 pub(super) fn grpc_path(
     service: Option<&str>,
     method: Option<&str>,
@@ -21,24 +23,31 @@ pub(super) fn grpc_path(
     let path = match (service, method, regex) {
         (None, None, _) => return None,
         (Some(service), Some(method), false) => StringMatch::Exact(format!("/{service}/{method}")),
-        (Some(service), None, false) => {
-            StringMatch::Regex(format!("/{}/{ANY_SEGMENT}", regex::escape(service)))
-        }
-        (None, Some(method), false) => {
-            StringMatch::Regex(format!("/{ANY_SEGMENT}/{}", regex::escape(method)))
-        }
-        (service, method, true) => StringMatch::Regex(format!(
-            "/(?:{})/(?:{})",
-            service.unwrap_or(ANY_SEGMENT),
-            method.unwrap_or(ANY_SEGMENT)
-        )),
+        (Some(service), None, false) => StringMatch::PathPrefix(format!("/{service}/")),
+        (Some(service), None, true) => StringMatch::Regex(format!("/{service}/.+")),
+        (None, Some(method), _) => StringMatch::Regex(format!("/{ANY_SEGMENT}/{method}")),
+        (Some(service), Some(method), true) => StringMatch::Regex(format!("/{service}/{method}")),
     };
     Some(path)
 }
 
-/// The model's match for a route match, and the header names dropped because an earlier header
-/// match of the same match has the same name (the API says the later ones are ignored).
-pub(super) fn model_match(view: &MatchView<'_>) -> (Match, Vec<String>) {
+/// The `:path` condition of an `HTTPRoute` path match: a `PathPrefix` loses one trailing `/`
+/// (unless it is `/`), as the Gateway API says a trailing `/` is ignored.
+fn http_path(kind: PathKind, value: &str) -> StringMatch {
+    match kind {
+        PathKind::Exact => StringMatch::Exact(value.to_owned()),
+        PathKind::Prefix if value == "/" => StringMatch::PathPrefix(value.to_owned()),
+        PathKind::Prefix => {
+            StringMatch::PathPrefix(value.strip_suffix('/').unwrap_or(value).to_owned())
+        }
+        PathKind::Regex => StringMatch::Regex(value.to_owned()),
+    }
+}
+
+/// The model's match for a route match. Header matches are kept under the name as written (the CRD
+/// refuses a name given twice; `Foo` and `foo` are two names to it and to Istio, and both must then
+/// match), sorted by name as Istio sorts Envoy's header matchers.
+pub(super) fn model_match(view: &MatchView<'_>) -> Match {
     let path = match &view.target {
         Target::AnyCall => None,
         Target::Method {
@@ -46,86 +55,74 @@ pub(super) fn model_match(view: &MatchView<'_>) -> (Match, Vec<String>) {
             method,
             regex,
         } => grpc_path(*service, *method, *regex),
-        Target::Path { kind, value } => Some(match kind {
-            PathKind::Exact => StringMatch::Exact((*value).to_owned()),
-            PathKind::Prefix => StringMatch::PathPrefix((*value).to_owned()),
-            PathKind::Regex => StringMatch::Regex((*value).to_owned()),
-        }),
+        Target::Path { kind, value } => Some(http_path(*kind, value)),
     };
-    let mut headers: Vec<HeaderMatch> = Vec::new();
-    let mut dropped = Vec::new();
-    for header in &view.headers {
-        let name = header.name.to_ascii_lowercase();
-        if headers.iter().any(|h| h.name == name) {
-            dropped.push(name);
-            continue;
-        }
-        let value = header.value.to_owned();
-        headers.push(HeaderMatch {
-            name,
-            value: if header.regex {
-                StringMatch::Regex(value)
-            } else {
-                StringMatch::Exact(value)
-            },
-        });
-    }
-    let matched = Match {
+    let mut headers: Vec<HeaderMatch> = view
+        .headers
+        .iter()
+        .map(|header| {
+            let value = header.value.to_owned();
+            HeaderMatch {
+                name: header.name.to_owned(),
+                value: if header.regex {
+                    StringMatch::Regex(value)
+                } else {
+                    StringMatch::Exact(value)
+                },
+            }
+        })
+        .collect();
+    headers.sort_by(|a, b| a.name.cmp(&b.name));
+    Match {
         path,
         method: view.method.map(str::to_owned),
         headers,
-    };
-    (matched, dropped)
-}
-
-/// How specific a match is; smaller sorts first (wins).
-///
-/// `GRPCRoute`: more characters in the service, then in the method, then more header matches.
-/// `HTTPRoute`: an `Exact` path, then a `RegularExpression` path (its place is left to
-/// implementations; here above prefixes, so that the default `PathPrefix /` of another rule
-/// cannot hide it), then `PathPrefix`; longer paths first within each; then a method match,
-/// more header matches, more query parameter matches.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub(super) enum Specificity {
-    Grpc {
-        service_chars: Reverse<usize>,
-        method_chars: Reverse<usize>,
-        headers: Reverse<usize>,
-    },
-    Http {
-        path_kind: u8,
-        path_chars: Reverse<usize>,
-        has_method: Reverse<bool>,
-        headers: Reverse<usize>,
-        query_params: Reverse<usize>,
-    },
-}
-
-pub(super) fn specificity(view: &MatchView<'_>, distinct_headers: usize) -> Specificity {
-    let chars = |s: Option<&str>| s.map_or(0, |s| s.chars().count());
-    match &view.target {
-        Target::AnyCall => Specificity::Grpc {
-            service_chars: Reverse(0),
-            method_chars: Reverse(0),
-            headers: Reverse(distinct_headers),
-        },
-        Target::Method {
-            service, method, ..
-        } => Specificity::Grpc {
-            service_chars: Reverse(chars(*service)),
-            method_chars: Reverse(chars(*method)),
-            headers: Reverse(distinct_headers),
-        },
-        Target::Path { kind, value } => Specificity::Http {
-            path_kind: match kind {
-                PathKind::Exact => 0,
-                PathKind::Regex => 1,
-                PathKind::Prefix => 2,
-            },
-            path_chars: Reverse(value.chars().count()),
-            has_method: Reverse(view.method.is_some()),
-            headers: Reverse(distinct_headers),
-            query_params: Reverse(view.query_params),
-        },
     }
+}
+
+/// Where an entry sorts among the entries of one Service; smaller sorts first. Istio's
+/// `sortHTTPRoutes` (a stable sort, over routes ordered by creation time): entries with a match
+/// before entries without one; then the path kind, `Exact` before `PathPrefix` before
+/// `RegularExpression` before none; then the longer path (in bytes, as Istio wrote it); then a
+/// method match; then more header matches. (Istio then counts query parameter matches, which the
+/// twin refuses.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct SortKey {
+    no_match: bool,
+    path_rank: Reverse<i8>,
+    path_len: Reverse<usize>,
+    has_method: Reverse<bool>,
+    headers: Reverse<usize>,
+}
+
+/// The sort key of an entry. `has_match` is false for a rule without matches (a GRPCRoute rule
+/// without `matches`) unless the parentRef names a port: Istio then gives the rule a match on the
+/// port alone, and it sorts as a match without a path.
+pub(super) fn sort_key(matched: &Match, has_match: bool) -> SortKey {
+    let (rank, len) = match &matched.path {
+        None => (-1, 0),
+        Some(StringMatch::Exact(p)) => (3, p.len()),
+        Some(StringMatch::PathPrefix(p)) => (2, p.len()),
+        Some(StringMatch::Regex(p)) => (1, p.len()),
+    };
+    SortKey {
+        no_match: !has_match,
+        path_rank: Reverse(rank),
+        path_len: Reverse(len),
+        has_method: Reverse(matched.method.is_some()),
+        headers: Reverse(matched.headers.len()),
+    }
+}
+
+/// Whether the Envoy route of a match catches every request (Istio's `IsCatchAllRoute`): the
+/// prefix `/` or the regex `.*`, or no path at all, without header or method conditions. Istio
+/// programs nothing after such a route.
+pub(super) fn is_catch_all(matched: &Match) -> bool {
+    let any_path = match &matched.path {
+        None => true,
+        Some(StringMatch::PathPrefix(p)) => p == "/",
+        Some(StringMatch::Regex(r)) => r == ".*",
+        Some(StringMatch::Exact(_)) => false,
+    };
+    any_path && matched.headers.is_empty() && matched.method.is_none()
 }

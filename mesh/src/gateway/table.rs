@@ -1,14 +1,28 @@
-//! Flattening the routes attached to each Service into entries in Gateway API precedence order.
+//! Which routes a client's sidecar uses for each Service, in which order: what Istio 1.30 makes of
+//! mesh (GAMMA) routes.
+//!
+//! Istio turns each route attached to a Service into a VirtualService keyed by the route's
+//! namespace, the parentRef's port (when it names one) and the Service's host, and merges the
+//! HTTPRoutes and GRPCRoutes of one key into one list: routes by creation time, then each rule
+//! split into one entry per match, then a stable sort (`pilot/pkg/config/kube/gateway/`
+//! `route_collections.go`: `mergeHTTPRoutes`; `conversion.go`: `sortHTTPRoutes`;
+//! `controller.go` merges the two kinds). A sidecar then takes, for each Service, the first
+//! VirtualService that names it (those of its own namespace first, then by creation time,
+//! namespace and name) and ignores the others (`pilot/pkg/model/virtualservice.go`:
+//! `SelectVirtualServices`; `pilot/pkg/networking/core/httproute.go`: a second virtual host of
+//! the same name is dropped), and programs its entries up to the first one that matches every
+//! request (`route/route.go`: `BuildHTTPRoutesForVirtualService`).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use super::matching::{Specificity, model_match, specificity};
+use super::matching::{SortKey, is_catch_all, model_match, sort_key};
 use super::object::RouteObject;
 use super::view::{RouteView, RuleView};
 use crate::model::{Backend, HeaderModifier, RouteEntry, RouteKind, Service, ServiceRoutes};
+use crate::translate::CLUSTER_DOMAIN;
 
 /// Something that does not stop the routes from being used but will surprise: an unknown
 /// backend, a route ignored because of another, a field the twin ignores.
@@ -21,38 +35,73 @@ impl fmt::Display for Warning {
     }
 }
 
-/// A parent Service and port (`None`: every port).
-type Parent = (String, String, Option<u16>);
-
-/// Where a route sits among routes of equal specificity: older first (absent timestamps
-/// last), then by `namespace/name`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-struct Age {
-    no_timestamp: bool,
-    created: Option<Time>,
-    full_name: String,
+/// What gRPC clients see for the HTTP status Envoy answers with (gRPC's HTTP to gRPC status
+/// mapping, which Envoy applies to its own replies to gRPC requests).
+fn seen_as(status: u16) -> &'static str {
+    match status {
+        404 => "HTTP 404, which gRPC clients see as UNIMPLEMENTED",
+        _ => "HTTP 500, which gRPC clients see as UNKNOWN",
+    }
 }
 
-/// One entry with what decides its place.
-struct Ranked {
-    specificity: Specificity,
-    rule: usize,
-    matched: usize,
+/// Istio's key of a mesh VirtualService: the routes' namespace, the parent Service (namespace,
+/// name) and the parentRef's port, if any.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Key {
+    route_namespace: String,
+    service_namespace: String,
+    service: String,
+    port: Option<u16>,
+}
+
+impl Key {
+    fn host(&self) -> String {
+        format!(
+            "{}.{}.svc.{CLUSTER_DOMAIN}",
+            self.service, self.service_namespace
+        )
+    }
+
+    /// The merged VirtualService's name: the key with `/` as `~`.
+    fn virtual_service(&self) -> String {
+        match self.port {
+            Some(port) => format!("{}~{port}~{}", self.route_namespace, self.host()),
+            None => format!("{}~{}", self.route_namespace, self.host()),
+        }
+    }
+}
+
+/// One entry of a route, with what places it.
+struct Candidate {
     entry: RouteEntry,
+    /// False for a rule without matches (a GRPCRoute's).
+    has_match: bool,
 }
 
 /// A route ready to be placed on its parents.
 struct Prepared {
-    kind: RouteKind,
     label: String,
-    age: Age,
-    parents: Vec<Parent>,
-    entries: Vec<Ranked>,
+    namespace: String,
+    name: String,
+    created: Option<Time>,
+    parents: Vec<Key>,
+    entries: Vec<Candidate>,
+}
+
+/// A merged VirtualService.
+struct Group {
+    key: Key,
+    /// The creation time of its oldest route (Istio's merged VirtualService keeps it).
+    created: Option<Time>,
+    /// Its routes, oldest first.
+    routes: Vec<usize>,
+    entries: Vec<RouteEntry>,
 }
 
 pub(super) fn route_table(
     objects: &[RouteObject],
     services: &[Service],
+    client_namespace: &str,
 ) -> (Vec<ServiceRoutes>, Vec<Warning>) {
     let mut warnings = Vec::new();
     let routes: Vec<Prepared> = objects
@@ -60,62 +109,129 @@ pub(super) fn route_table(
         .map(|object| prepare(&RouteView::of(object), services, &mut warnings))
         .collect();
 
-    let mut attached: BTreeMap<Parent, BTreeSet<usize>> = BTreeMap::new();
+    let mut by_key: BTreeMap<Key, Vec<usize>> = BTreeMap::new();
     for (index, route) in routes.iter().enumerate() {
-        for parent in &route.parents {
-            attached.entry(parent.clone()).or_default().insert(index);
+        for key in &route.parents {
+            by_key.entry(key.clone()).or_default().push(index);
         }
     }
-    // A route attached to every port of a Service also applies to each port that has routes
-    // of its own.
-    let every_port: Vec<(Parent, BTreeSet<usize>)> = attached
-        .iter()
-        .filter(|((_, _, port), _)| port.is_none())
-        .map(|(parent, routes)| (parent.clone(), routes.clone()))
+    let groups: Vec<Group> = by_key
+        .into_iter()
+        .map(|(key, members)| merge(key, members, &routes))
+        .filter(|group| !group.entries.is_empty())
         .collect();
-    for ((namespace, service, _), routes) in every_port {
-        for ((ns, name, port), ids) in attached.iter_mut() {
-            if port.is_some() && *ns == namespace && *name == service {
-                ids.extend(routes.iter().copied());
-            }
-        }
-    }
 
+    let labels = |group: &Group| {
+        group
+            .routes
+            .iter()
+            .map(|&i| routes[i].label.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let mut table = Vec::new();
-    for ((namespace, service, port), ids) in attached {
-        let has_grpc = ids.iter().any(|&i| routes[i].kind == RouteKind::Grpc);
-        let mut ranked: Vec<(&Age, &Ranked)> = Vec::new();
-        for &i in &ids {
-            let route = &routes[i];
-            if has_grpc && route.kind == RouteKind::Http {
+    for service in services {
+        let mut candidates: Vec<&Group> = Vec::new();
+        for group in groups.iter().filter(|g| {
+            g.key.service_namespace == service.namespace
+                && g.key.service == service.name
+                && g.key.port.is_none_or(|p| p == service.port)
+        }) {
+            let route_namespace = &group.key.route_namespace;
+            if *route_namespace == service.namespace || route_namespace == client_namespace {
+                candidates.push(group);
+            } else {
                 warnings.push(Warning(format!(
-                    "{}: ignored on Service {namespace}/{service}{}: a GRPCRoute is attached to the same Service and port, and GRPCRoute takes precedence over HTTPRoute (GAMMA route type conflict)",
-                    route.label,
-                    port.map(|p| format!(" port {p}")).unwrap_or_default()
+                    "{}: parent Service {}/{} is in another namespace (a consumer route): Istio applies it only to clients in namespace {route_namespace}, and the client is in {client_namespace}",
+                    labels(group),
+                    service.namespace,
+                    service.name
                 )));
-                continue;
             }
-            ranked.extend(route.entries.iter().map(|entry| (&route.age, entry)));
         }
-        ranked.sort_by(|(age_a, a), (age_b, b)| {
-            (&a.specificity, *age_a, a.rule, a.matched).cmp(&(
-                &b.specificity,
-                *age_b,
-                b.rule,
-                b.matched,
-            ))
+        // The sidecar's own namespace first, then creation time, namespace and name.
+        candidates.sort_by(|a, b| {
+            let rank = |g: &Group| {
+                (
+                    g.key.route_namespace != client_namespace,
+                    g.created.clone(),
+                    g.key.route_namespace.clone(),
+                    g.key.virtual_service(),
+                )
+            };
+            rank(a).cmp(&rank(b))
         });
-        if ranked.is_empty() {
+        let Some((winner, others)) = candidates.split_first() else {
             continue;
+        };
+        for other in others {
+            let why = if winner.key.route_namespace == client_namespace
+                && other.key.route_namespace != client_namespace
+            {
+                "it is in the client's namespace"
+            } else {
+                "older routes first, then by namespace and name"
+            };
+            warnings.push(Warning(format!(
+                "{}: ignored for calls to Service {}/{}: Istio gives a sidecar one VirtualService per Service, and {} (from {}) comes before {} ({why})",
+                labels(other),
+                service.namespace,
+                service.name,
+                winner.key.virtual_service(),
+                labels(winner),
+                other.key.virtual_service(),
+            )));
+        }
+        let mut entries = Vec::new();
+        for entry in &winner.entries {
+            let catch_all = is_catch_all(&entry.matched);
+            entries.push(entry.clone());
+            if catch_all {
+                break;
+            }
+        }
+        if let Some(last) = entries.last() {
+            for dropped in &winner.entries[entries.len()..] {
+                warnings.push(Warning(format!(
+                    "{}: never used: it comes after {}, which matches every call, and Istio programs nothing after such a route",
+                    dropped.name, last.name
+                )));
+            }
         }
         table.push(ServiceRoutes {
-            service,
-            namespace,
-            port,
-            entries: ranked.into_iter().map(|(_, r)| r.entry.clone()).collect(),
+            service: service.name.clone(),
+            namespace: service.namespace.clone(),
+            port: winner.key.port,
+            virtual_service: winner.key.virtual_service(),
+            entries,
         });
     }
     (table, warnings)
+}
+
+/// Merges the routes of one key: oldest first (an absent timestamp counts as the oldest, as
+/// Go's zero time does), then by namespace and name; their entries in order, then sorted.
+fn merge(key: Key, mut members: Vec<usize>, routes: &[Prepared]) -> Group {
+    members.sort_by(|&a, &b| {
+        let rank = |r: &Prepared| (r.created.clone(), r.namespace.clone(), r.name.clone());
+        rank(&routes[a]).cmp(&rank(&routes[b]))
+    });
+    let mut entries: Vec<(SortKey, &RouteEntry)> = members
+        .iter()
+        .flat_map(|&i| &routes[i].entries)
+        .map(|c| {
+            // A parentRef port gives every rule a match (on the port), even one without matches.
+            let has_match = c.has_match || key.port.is_some();
+            (sort_key(&c.entry.matched, has_match), &c.entry)
+        })
+        .collect();
+    entries.sort_by_key(|(sort, _)| *sort);
+    Group {
+        created: members.first().and_then(|&i| routes[i].created.clone()),
+        key,
+        entries: entries.into_iter().map(|(_, e)| e.clone()).collect(),
+        routes: members,
+    }
 }
 
 fn prepare(view: &RouteView<'_>, services: &[Service], warnings: &mut Vec<Warning>) -> Prepared {
@@ -146,15 +262,6 @@ fn prepare(view: &RouteView<'_>, services: &[Service], warnings: &mut Vec<Warnin
             continue;
         }
         let namespace = parent.namespace.unwrap_or(&view.namespace).to_owned();
-        if namespace != view.namespace {
-            warn(
-                warnings,
-                format!(
-                    "parent Service {namespace}/{} is in another namespace (a consumer route): the twin applies it to every client, where a mesh applies it only to clients in namespace {}",
-                    parent.name, view.namespace
-                ),
-            );
-        }
         match find(&namespace, parent.name) {
             None => warn(
                 warnings,
@@ -175,7 +282,12 @@ fn prepare(view: &RouteView<'_>, services: &[Service], warnings: &mut Vec<Warnin
                 }
             }
         }
-        let key = (namespace, parent.name.to_owned(), port);
+        let key = Key {
+            route_namespace: view.namespace.clone(),
+            service_namespace: namespace,
+            service: parent.name.to_owned(),
+            port,
+        };
         if !parents.contains(&key) {
             parents.push(key);
         }
@@ -184,14 +296,10 @@ fn prepare(view: &RouteView<'_>, services: &[Service], warnings: &mut Vec<Warnin
     if view.kind == RouteKind::Grpc && view.rules.is_empty() {
         warn(
             warnings,
-            "has no rules, so it routes nothing (the twin treats its parent Services as if no route were attached)".to_owned(),
+            "has no rules, so it routes nothing (its parent Services are treated as if no route were attached)".to_owned(),
         );
     }
 
-    let failure = match view.kind {
-        RouteKind::Grpc => "UNAVAILABLE",
-        RouteKind::Http => "HTTP 500",
-    };
     let several_rules = view.rules.len() > 1;
     let mut entries = Vec::new();
     for (r, rule) in view.rules.iter().enumerate() {
@@ -201,61 +309,26 @@ fn prepare(view: &RouteView<'_>, services: &[Service], warnings: &mut Vec<Warnin
             String::new()
         };
         let backends = backends(view, rule);
-        let total: u64 = backends.iter().map(|b| u64::from(b.weight)).sum();
-        if total == 0 {
-            warn(
-                warnings,
-                format!(
-                    "rule {r} has no backendRef with a weight above 0: all its traffic will get {failure}"
-                ),
-            );
-        }
-        for backend in &backends {
-            let shown = if backend.namespace == view.namespace {
-                backend.service.clone()
-            } else {
-                format!("{}/{}", backend.namespace, backend.service)
-            };
-            let share = share(backend.weight, total);
-            match find(&backend.namespace, &backend.service) {
-                None => warn(
-                    warnings,
-                    format!(
-                        "{rule_prefix}backendRef {shown} does not exist: its share ({share}) of traffic will get {failure}"
-                    ),
-                ),
-                Some(service) => {
-                    if let Some(port) = backend.port.filter(|p| *p != service.port) {
-                        warn(
-                            warnings,
-                            format!(
-                                "{rule_prefix}backendRef {shown} port {port} is not the Service's port ({}): its share ({share}) of traffic will get {failure}",
-                                service.port
-                            ),
-                        );
-                    }
-                }
-            }
-        }
-        let request_headers = request_headers(rule);
+        warn_about_backends(view, r, &rule_prefix, &backends, services, &mut |text| {
+            warn(warnings, text)
+        });
+        let request_headers = request_headers(rule, &mut |text| {
+            warn(warnings, format!("{rule_prefix}{text}"));
+        });
+        let route_name = rule.name.map_or_else(
+            || format!("{}.{}.{r}", view.namespace, view.name),
+            str::to_owned,
+        );
+        // HTTPRoute rules always have matches (the CRD's default: PathPrefix /).
+        let has_match = rule.matches_given || view.kind == RouteKind::Http;
         for (m, matched) in rule.matches.iter().enumerate() {
-            let (model, dropped) = model_match(matched);
-            for name in dropped {
-                warn(
-                    warnings,
-                    format!(
-                        "rule {r} match {m}: header {name} is matched twice: only the first is used"
-                    ),
-                );
-            }
-            entries.push(Ranked {
-                specificity: specificity(matched, model.headers.len()),
-                rule: r,
-                matched: m,
+            entries.push(Candidate {
+                has_match,
                 entry: RouteEntry {
                     kind: view.kind,
                     name: format!("{label} rule {r} match {m}"),
-                    matched: model,
+                    route_name: route_name.clone(),
+                    matched: model_match(matched),
                     backends: backends.clone(),
                     request_headers: request_headers.clone(),
                 },
@@ -264,15 +337,72 @@ fn prepare(view: &RouteView<'_>, services: &[Service], warnings: &mut Vec<Warnin
     }
 
     Prepared {
-        kind: view.kind,
         label: label.clone(),
-        age: Age {
-            no_timestamp: view.created.is_none(),
-            created: view.created.cloned(),
-            full_name: format!("{}/{}", view.namespace, view.name),
-        },
+        namespace: view.namespace.clone(),
+        name: view.name.clone(),
+        created: view.created.cloned(),
         parents,
         entries,
+    }
+}
+
+/// Says what the calls a rule sends nowhere get: Istio keeps a backendRef to a Service that does
+/// not exist (or to a port it does not have) and answers 500 for its share; a rule without
+/// backendRefs gets 404 in an HTTPRoute, 500 in a GRPCRoute; all weights 0 get 500.
+fn warn_about_backends(
+    view: &RouteView<'_>,
+    r: usize,
+    rule_prefix: &str,
+    backends: &[Backend],
+    services: &[Service],
+    warn: &mut dyn FnMut(String),
+) {
+    let grpc_spec = if view.kind == RouteKind::Grpc {
+        " (the GRPCRoute spec asks for UNAVAILABLE, so a client that retries only UNAVAILABLE will not retry these)"
+    } else {
+        ""
+    };
+    let total: u64 = backends.iter().map(|b| u64::from(b.weight)).sum();
+    if total == 0 {
+        let (what, status) = if backends.is_empty() {
+            let status = if view.kind == RouteKind::Http {
+                404
+            } else {
+                500
+            };
+            ("no backendRefs", status)
+        } else {
+            ("no backendRef with a weight above 0", 500)
+        };
+        warn(format!(
+            "rule {r} has {what}: all its calls get {}{grpc_spec}",
+            seen_as(status)
+        ));
+    }
+    for backend in backends {
+        let shown = if backend.namespace == view.namespace {
+            backend.service.clone()
+        } else {
+            format!("{}/{}", backend.namespace, backend.service)
+        };
+        let share = share(backend.weight, total);
+        let problem = match services
+            .iter()
+            .find(|s| s.namespace == backend.namespace && s.name == backend.service)
+        {
+            None => format!("backendRef {shown} does not exist"),
+            Some(service) => match backend.port.filter(|p| *p != service.port) {
+                Some(port) => format!(
+                    "backendRef {shown} port {port} is not the Service's port ({})",
+                    service.port
+                ),
+                None => continue,
+            },
+        };
+        warn(format!(
+            "{rule_prefix}{problem}: its share ({share}) of calls gets {}{grpc_spec}",
+            seen_as(500)
+        ));
     }
 }
 
@@ -290,22 +420,63 @@ fn backends(view: &RouteView<'_>, rule: &RuleView<'_>) -> Vec<Backend> {
         .collect()
 }
 
-/// The rule's `RequestHeaderModifier`, header names in lower case.
-fn request_headers(rule: &RuleView<'_>) -> HeaderModifier {
-    let pairs = |list: &[(&str, &str)]| {
-        list.iter()
-            .map(|(name, value)| (name.to_ascii_lowercase(), (*value).to_owned()))
-            .collect()
-    };
-    rule.filters
+/// The rule's `RequestHeaderModifier` as Istio hands it to Envoy (`conversion.go`:
+/// `headerListToMap`; `route/route.go`: `TranslateHeadersOperations`): names in lower case, a
+/// name given again (in any case) ignored, sorted by name; `host` becomes the authority rewrite
+/// (a `set` one winning over an `add` one) and is neither set, added nor removed.
+fn request_headers(rule: &RuleView<'_>, warn: &mut dyn FnMut(String)) -> HeaderModifier {
+    let Some(m) = rule
+        .filters
         .iter()
         .find_map(|f| f.request_header_modifier.as_ref())
-        .map(|m| HeaderModifier {
-            set: pairs(&m.set),
-            add: pairs(&m.add),
-            remove: m.remove.iter().map(|n| n.to_ascii_lowercase()).collect(),
+    else {
+        return HeaderModifier::default();
+    };
+    let mut host_rewrite = None;
+    let mut list = |what: &str, pairs: &[(&str, &str)], warn: &mut dyn FnMut(String)| {
+        let mut out: Vec<(String, String)> = Vec::new();
+        let mut host = None;
+        for (name, value) in pairs {
+            let name = name.to_ascii_lowercase();
+            if out.iter().any(|(n, _)| *n == name) || (name == "host" && host.is_some()) {
+                warn(format!(
+                    "RequestHeaderModifier {what}s header {name} twice (names are case-insensitive): only the first is used"
+                ));
+                continue;
+            }
+            if name == "host" {
+                host = Some((*value).to_owned());
+                continue;
+            }
+            out.push((name, (*value).to_owned()));
+        }
+        out.sort();
+        if let Some(host) = host {
+            host_rewrite.get_or_insert(host);
+        }
+        out
+    };
+    // `set` first: its host wins.
+    let set = list("set", &m.set, warn);
+    let add = list("add", &m.add, warn);
+    let remove = m
+        .remove
+        .iter()
+        .filter(|name| {
+            let host = name.eq_ignore_ascii_case("host");
+            if host {
+                warn("RequestHeaderModifier cannot remove host: Istio leaves it out".to_owned());
+            }
+            !host
         })
-        .unwrap_or_default()
+        .map(|name| (*name).to_owned())
+        .collect();
+    HeaderModifier {
+        set,
+        add,
+        remove,
+        host_rewrite,
+    }
 }
 
 /// `5%`, `33.3%`.

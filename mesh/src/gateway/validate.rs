@@ -327,6 +327,9 @@ fn validate_match(c: &Checker, at: &str, matched: &MatchView<'_>) -> Result<(), 
     for (h, header) in matched.headers.iter().enumerate() {
         let field = format!("{at}.headers[{h}]");
         c.header_name(&format!("{field}.name"), header.name)?;
+        unique(c, &format!("{field}.name"), header.name, h, |i| {
+            matched.headers[i].name
+        })?;
         c.header_value(&format!("{field}.value"), header.value)?;
         if header.regex {
             c.regex(&format!("{field}.value"), header.value)?;
@@ -395,7 +398,12 @@ fn validate_filter(c: &Checker, at: &str, filter: &FilterView<'_>) -> Result<(),
         c.at_most(&format!("{at}.{list}"), changes.len(), MAX_HEADER_CHANGES)?;
         for (i, (name, value)) in changes.iter().enumerate() {
             c.header_name(&format!("{at}.{list}[{i}].name"), name)?;
-            c.header_value(&format!("{at}.{list}[{i}].value"), value)?;
+            unique(c, &format!("{at}.{list}[{i}].name"), name, i, |j| {
+                changes[j].0
+            })?;
+            let field = format!("{at}.{list}[{i}].value");
+            c.header_value(&field, value)?;
+            c.check(is_header_value(value), field, || Violation::BadHeaderValue)?;
         }
     }
     c.at_most(
@@ -405,8 +413,40 @@ fn validate_filter(c: &Checker, at: &str, filter: &FilterView<'_>) -> Result<(),
     )?;
     for (i, name) in modifier.remove.iter().enumerate() {
         c.header_name(&format!("{at}.remove[{i}]"), name)?;
+        unique(c, &format!("{at}.remove[{i}]"), name, i, |j| {
+            modifier.remove[j]
+        })?;
     }
     Ok(())
+}
+
+/// The API server refuses a list keyed by name (`listType=map`, `listType=set`) that holds a name
+/// twice (exactly: `Foo` and `foo` are two names to it).
+fn unique<'a>(
+    c: &Checker,
+    field: &str,
+    name: &str,
+    index: usize,
+    name_at: impl Fn(usize) -> &'a str,
+) -> Result<(), GatewayError> {
+    match (0..index).find(|&i| name_at(i) == name) {
+        Some(first) => Err(c.fail(
+            field,
+            Violation::DuplicateName {
+                name: name.to_owned(),
+                first,
+            },
+        )),
+        None => Ok(()),
+    }
+}
+
+/// A header value Istio accepts (`conversion.go`: `isValidHeaderValue`): tab and visible
+/// characters, no other control character.
+fn is_header_value(value: &str) -> bool {
+    value
+        .bytes()
+        .all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f))
 }
 
 fn port_in_range(c: &Checker, field: &str, port: i32) -> Result<(), GatewayError> {

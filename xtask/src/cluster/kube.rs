@@ -28,7 +28,7 @@ use futures::{AsyncBufReadExt as _, Stream, StreamExt as _};
 use k8s_openapi::{
     api::{
         apps::v1::Deployment,
-        core::v1::{Namespace, Pod},
+        core::v1::{ConfigMap, Namespace, Pod, Service},
     },
     apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
 };
@@ -349,7 +349,8 @@ impl Cluster {
         container: &str,
     ) -> anyhow::Result<impl Stream<Item = anyhow::Result<String>> + Send + use<>> {
         let pod = self.pick_pod(namespace, selector).await?;
-        self.follow_pod_logs(namespace, &pod, container).await
+        self.follow_pod_logs(namespace, &pod, container, false)
+            .await
     }
 
     /// The pod matching `selector` that logs are read from: not terminating, running pods first, then the
@@ -369,17 +370,20 @@ impl Cluster {
             .with_context(|| format!("no pod matches {selector} in namespace {namespace}"))
     }
 
-    /// Lines of one pod's container logs, following, from the start.
+    /// Lines of one pod's container logs, following, from the start. With `timestamps` each line starts with
+    /// the time the container runtime wrote it (RFC 3339 with nanoseconds) and a space, as the kubelet adds it.
     pub async fn follow_pod_logs(
         &self,
         namespace: &str,
         pod: &str,
         container: &str,
+        timestamps: bool,
     ) -> anyhow::Result<impl Stream<Item = anyhow::Result<String>> + Send + use<>> {
         let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
         let params = LogParams {
             container: Some(container.to_owned()),
             follow: true,
+            timestamps,
             ..LogParams::default()
         };
         let what = format!("logs of {namespace}/{pod} container {container}");
@@ -392,21 +396,22 @@ impl Cluster {
         Ok(lines.map(move |line| line.with_context(|| format!("read {what}"))))
     }
 
-    /// Kills the oldest running pod matching `selector`: a delete with grace period 0, so its containers
-    /// get SIGKILL with no drain. The ReplicaSet then starts a replacement. Returns the pod's name.
-    pub async fn kill_oldest_pod(&self, namespace: &str, selector: &str) -> anyhow::Result<String> {
+    /// Deletes a pod with grace period 0. The pod object goes at once and its ReplicaSet makes a new one, but
+    /// the kubelet still stops the containers gracefully: SIGTERM, then SIGKILL after its minimum grace of 2s
+    /// (`minimumGracePeriodInSeconds` in `pkg/kubelet/kuberuntime`). Not a SIGKILL.
+    pub async fn delete_pod(&self, namespace: &str, pod: &str) -> anyhow::Result<()> {
         let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
-        let mut pods = self.live_pods(&api, namespace, selector).await?;
-        pods.retain(is_running);
-        pods.sort_by_key(|p| (p.metadata.creation_timestamp.clone(), p.name_any()));
-        let pod = pods.first().map(ResourceExt::name_any).with_context(|| {
-            format!("no running pod matches {selector} in namespace {namespace}")
-        })?;
-        api.delete(&pod, &DeleteParams::default().grace_period(0))
+        api.delete(pod, &DeleteParams::default().grace_period(0))
             .await
             .map_err(api_error)
-            .with_context(|| format!("kill pod {namespace}/{pod}"))?;
-        Ok(pod)
+            .with_context(|| format!("delete pod {namespace}/{pod}"))?;
+        Ok(())
+    }
+
+    /// The pods matching `selector` (a label selector) that are not terminating, in the API server's order.
+    pub async fn pods(&self, namespace: &str, selector: &str) -> anyhow::Result<Vec<Pod>> {
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        self.live_pods(&api, namespace, selector).await
     }
 
     /// Names of the pods matching `selector` (a label selector) that are not terminating, sorted.
@@ -550,9 +555,13 @@ impl Cluster {
             );
         }
         let uid = found.uid().unwrap_or_default();
+        // A namespace already terminating answers the DELETE with itself, as any object does whose deletion is
+        // pending (since kubernetes/kubernetes#84122, 1.17). Servers before that answered 409 Conflict ("The
+        // system is ensuring all content is removed..."): the deletion is under way all the same.
         match api.delete(namespace, &DeleteParams::default()).await {
             Ok(_) => {}
             Err(::kube::Error::Api(status)) if status.is_not_found() => return Ok(()),
+            Err(::kube::Error::Api(status)) if status.code == 409 => {}
             Err(err) => {
                 return Err(api_error(err))
                     .with_context(|| format!("delete namespace {namespace}"));
@@ -573,6 +582,105 @@ impl Cluster {
                 seconds(deadline)
             ),
         }
+    }
+
+    /// Deletes a Service and waits until it is gone (a new one of that name can then be created with another
+    /// `clusterIP`, which an update may not change). One that does not exist is already done.
+    pub async fn delete_service(
+        &self,
+        namespace: &str,
+        name: &str,
+        deadline: Duration,
+    ) -> anyhow::Result<()> {
+        let api: Api<Service> = Api::namespaced(self.client.clone(), namespace);
+        let Some(found) = api
+            .get_opt(name)
+            .await
+            .map_err(api_error)
+            .with_context(|| format!("get service {namespace}/{name}"))?
+        else {
+            return Ok(());
+        };
+        let uid = found.uid().unwrap_or_default();
+        match api.delete(name, &DeleteParams::default()).await {
+            Ok(_) => {}
+            Err(::kube::Error::Api(status)) if status.is_not_found() => return Ok(()),
+            Err(err) => {
+                return Err(api_error(err))
+                    .with_context(|| format!("delete service {namespace}/{name}"));
+            }
+        }
+        match tokio::time::timeout(
+            deadline,
+            await_condition(api, name, conditions::is_deleted(&uid)),
+        )
+        .await
+        {
+            Ok(result) => {
+                result.with_context(|| format!("wait for service {namespace}/{name} to go"))?;
+                Ok(())
+            }
+            Err(_elapsed) => bail!(
+                "service {namespace}/{name} still there after {}",
+                seconds(deadline)
+            ),
+        }
+    }
+
+    /// An object of any kind the cluster serves, as JSON (`None`: no such object).
+    pub async fn get_json(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+    ) -> anyhow::Result<Option<serde_json::Value>> {
+        let what = format!("{kind} {namespace}/{name}");
+        let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+        let gvk = GroupVersionKind::gvk(group, version, kind);
+        let (resource, _caps) = self
+            .resolve(&gvk)
+            .await
+            .with_context(|| format!("get {what}"))?;
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(self.client.clone(), namespace, &resource);
+        let found = api
+            .get_opt(name)
+            .await
+            .map_err(api_error)
+            .with_context(|| format!("get {what}"))?;
+        found
+            .map(|o| serde_json::to_value(o).with_context(|| format!("read {what}")))
+            .transpose()
+    }
+
+    /// A ConfigMap (`None`: no such ConfigMap).
+    pub async fn config_map(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> anyhow::Result<Option<ConfigMap>> {
+        let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), namespace);
+        api.get_opt(name)
+            .await
+            .map_err(api_error)
+            .with_context(|| format!("get configmap {namespace}/{name}"))
+    }
+
+    /// A JSON merge patch of a ConfigMap under [`FIELD_MANAGER`] (not an apply: the ConfigMap belongs to
+    /// whoever installed it, and this changes only the fields the patch names).
+    pub async fn patch_config_map(
+        &self,
+        namespace: &str,
+        name: &str,
+        patch: &serde_json::Value,
+    ) -> anyhow::Result<()> {
+        let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), namespace);
+        api.patch(name, &update_params(), &Patch::Merge(patch))
+            .await
+            .map_err(api_error)
+            .with_context(|| format!("patch configmap {namespace}/{name}"))?;
+        Ok(())
     }
 
     /// The `gateway.networking.k8s.io/bundle-version` of an installed CRD (`None`: not installed, or no such

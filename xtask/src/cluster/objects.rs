@@ -30,9 +30,9 @@ use k8s_openapi::{
         apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy},
         core::v1::{
             Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar,
-            EnvVarSource, GRPCAction, Namespace, ObjectFieldSelector, PodSpec, PodTemplateSpec,
-            Probe, ResourceRequirements, SecurityContext, Service, ServiceAccount, ServicePort,
-            ServiceSpec, TCPSocketAction, Volume, VolumeMount,
+            EnvVarSource, GRPCAction, HTTPGetAction, Namespace, ObjectFieldSelector, PodSpec,
+            PodTemplateSpec, Probe, ResourceRequirements, SecurityContext, Service, ServiceAccount,
+            ServicePort, ServiceSpec, TCPSocketAction, Volume, VolumeMount,
         },
     },
     apimachinery::pkg::{
@@ -93,6 +93,11 @@ pub const ENVOY_CONTAINER: &str = "envoy";
 pub const GRPC_PORT: u16 = 50051;
 pub const METRICS_PORT: u16 = server_config::DEFAULT_METRICS_PORT;
 const GRPC_PORT_NAME: &str = "grpc";
+/// The static sidecar's port for the kubelet's startup probe ([`envoy_static::READY_PORT`]).
+const READY_PORT_NAME: &str = "envoy-ready";
+/// How long the static sidecar may take to become ready (probed once a second): its clusters'
+/// first DNS resolution is all it waits for.
+const STATIC_SIDECAR_STARTUP_SECONDS: i32 = 60;
 const METRICS_PORT_NAME: &str = "metrics";
 /// Kubernetes' name for gRPC over HTTP/2 cleartext; Istio then handles the port as gRPC (per
 /// request), not as opaque TCP.
@@ -481,15 +486,40 @@ fn service(name: &str, ns: &str, select: &[(&str, &str)], headless: bool) -> Ser
     }
 }
 
+/// The Service `server` every client calls: the servers exposed as `exposure` says, or, in proxy
+/// mode, the proxies (always a ClusterIP: the lesson is that the client is pinned to one of them).
+fn server_service_typed(scenario: &Scenario, exposure: Exposure) -> Service {
+    let ns = namespace(scenario.name);
+    if initial_proxies(scenario).is_some() {
+        service(SERVER, &ns, &[("app", PROXY)], false)
+    } else {
+        service(
+            SERVER,
+            &ns,
+            &[("app", SERVER)],
+            exposure == Exposure::Headless,
+        )
+    }
+}
+
+/// The Service `server` with this exposure, for a phase that exposes it otherwise than the scenario
+/// does. Kubernetes never changes a Service between headless and ClusterIP in place: `clusterIP` may
+/// not change once set (`ValidateServiceUpdate`), and an update without it keeps the old one
+/// (`patchAllocatedValues`). So the old Service is deleted first, and this one created.
+pub fn server_service(scenario: &Scenario, exposure: Exposure) -> anyhow::Result<DynamicObject> {
+    if initial_proxies(scenario).is_some() {
+        bail!(
+            "scenario {}: the service server points at the proxies; it has no other exposure",
+            scenario.name
+        );
+    }
+    Ok(to_dynamic(&server_service_typed(scenario, exposure)))
+}
+
 fn services(scenario: &Scenario) -> Vec<Service> {
     let ns = namespace(scenario.name);
     let proxies = initial_proxies(scenario).is_some();
-    let mut services = vec![if proxies {
-        service(SERVER, &ns, &[("app", PROXY)], false)
-    } else {
-        let headless = scenario.exposure == Exposure::Headless;
-        service(SERVER, &ns, &[("app", SERVER)], headless)
-    }];
+    let mut services = vec![server_service_typed(scenario, scenario.exposure)];
     for (version, _) in &scenario.versions {
         let name = format!("{SERVER}-{version}");
         let select = [("app", SERVER), ("version", version)];
@@ -518,7 +548,7 @@ pub fn mesh_services(scenario: &Scenario) -> Vec<mesh::model::Service> {
             namespace: namespace(scenario.name),
             port: GRPC_PORT,
             endpoints: Vec::new(),
-            headless: false,
+            headless: s.spec.as_ref().and_then(|spec| spec.cluster_ip.as_deref()) == Some("None"),
         })
         .collect()
 }
@@ -802,8 +832,21 @@ fn client_deployment(
         Mesh::StaticSidecar => {
             // A native sidecar (an init container that keeps running): it starts before the
             // client and stops after it, so no RPC finds it missing.
+            // Its startup probe holds the client until Envoy is initialized and listens: without
+            // one the kubelet starts the next container as soon as the sidecar's process runs.
             spec.init_containers = Some(vec![Container {
                 restart_policy: Some("Always".to_owned()),
+                ports: Some(vec![port(READY_PORT_NAME, envoy_static::READY_PORT)]),
+                startup_probe: Some(Probe {
+                    http_get: Some(HTTPGetAction {
+                        path: Some(envoy_static::READY_PATH.to_owned()),
+                        port: IntOrString::String(READY_PORT_NAME.to_owned()),
+                        ..HTTPGetAction::default()
+                    }),
+                    period_seconds: Some(1),
+                    failure_threshold: Some(STATIC_SIDECAR_STARTUP_SECONDS),
+                    ..Probe::default()
+                }),
                 ..envoy_container(images)
             }]);
             spec.volumes = Some(vec![envoy_volume(CLIENT_ENVOY)]);
@@ -1199,6 +1242,71 @@ mod tests {
         assert_eq!(
             d["spec"]["template"]["spec"]["volumes"][0]["configMap"]["name"],
             "client-envoy"
+        );
+    }
+
+    #[test]
+    fn the_static_sidecar_holds_the_client_until_its_envoy_answers_the_ready_probe_on_the_pod_address()
+     {
+        let s = get("canary");
+        let d = json(&static_sidecar(&s, &Client::default(), &images(), None).unwrap()[1]);
+        let envoy = container(&d, "envoy");
+        let probe = &envoy["startupProbe"]["httpGet"];
+        assert_eq!(probe["path"], "/ready");
+        assert_eq!(probe["port"], READY_PORT_NAME);
+        assert!(probe["host"].is_null(), "the kubelet probes the pod IP");
+        let ports = envoy["ports"].as_array().unwrap();
+        assert_eq!(
+            ports[0],
+            serde_json::json!({ "name": READY_PORT_NAME, "containerPort": 15021 })
+        );
+        assert!(envoy["startupProbe"]["failureThreshold"].as_i64().unwrap() >= 30);
+        // The port the probe names is the ready listener of the sidecar's own bootstrap, on every address.
+        let objects = base(&s, &images()).unwrap();
+        let config = json(find(&objects, "ConfigMap", "client-envoy"));
+        let bootstrap: Value =
+            serde_json::from_str(config["data"]["envoy.json"].as_str().unwrap()).unwrap();
+        let ready = bootstrap["static_resources"]["listeners"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["name"] == "ready")
+            .expect("a ready listener");
+        assert_eq!(
+            ready["address"]["socket_address"],
+            serde_json::json!({ "address": "0.0.0.0", "port_value": 15021 })
+        );
+    }
+
+    #[test]
+    fn the_server_service_of_another_exposure_is_the_same_service_with_another_cluster_ip() {
+        let s = get("kill");
+        let headless = json(&server_service(&s, Exposure::Headless).unwrap());
+        let cluster_ip = json(&server_service(&s, Exposure::ClusterIp).unwrap());
+        assert_eq!(headless["spec"]["clusterIP"], "None");
+        assert!(
+            cluster_ip["spec"]["clusterIP"].is_null(),
+            "allocated by the API server"
+        );
+        assert_eq!(headless["metadata"], cluster_ip["metadata"]);
+        assert_eq!(headless["spec"]["selector"], cluster_ip["spec"]["selector"]);
+        assert_eq!(headless["spec"]["ports"], cluster_ip["spec"]["ports"]);
+        let base = base(&s, &images()).unwrap();
+        assert_eq!(
+            json(find(&base, "Service", "server")),
+            headless,
+            "the scenario's own"
+        );
+        let err = server_service(&get("server-proxy"), Exposure::Headless).unwrap_err();
+        assert!(err.to_string().contains("points at the proxies"), "{err}");
+        let model = mesh_services(&s);
+        assert!(model.iter().find(|m| m.name == "server").unwrap().headless);
+        assert!(
+            !model
+                .iter()
+                .find(|m| m.name == "server-v1")
+                .unwrap()
+                .headless
         );
     }
 

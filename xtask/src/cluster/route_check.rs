@@ -17,9 +17,15 @@ use serde_json::Value;
 pub type Split = BTreeMap<String, u64>;
 
 /// The splits the routes attached to Service `parent` ask for, one per route entry that sends traffic
-/// anywhere, without repeats, in precedence order.
+/// anywhere, without repeats, in the order Istio programs them: what a client in the Service's namespace
+/// (the demo's client) gets, with the entries Istio leaves out (those after a catch-all, those of a second
+/// VirtualService for the Service) left out too.
 pub fn expected(objects: &[RouteObject], services: &[model::Service], parent: &str) -> Vec<Split> {
-    let (table, _warnings) = mesh::gateway::route_table(objects, services);
+    let client_namespace = services
+        .iter()
+        .find(|s| s.name == parent)
+        .map_or(mesh::gateway::DEFAULT_NAMESPACE, |s| s.namespace.as_str());
+    let (table, _warnings) = mesh::gateway::route_table_for(objects, services, client_namespace);
     let mut out: Vec<Split> = Vec::new();
     for routes in table.iter().filter(|r| r.service == parent) {
         for entry in &routes.entries {

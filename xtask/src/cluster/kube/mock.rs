@@ -4,7 +4,13 @@
 //! Routes are `(method, path) → reply`. A path ending in `/*` matches every path under it; any other path
 //! matches exactly. The method `WATCH` matches a `GET` with `watch=true` (which `GET` then does not). Routes
 //! added later win, so a test overrides the defaults by adding its own. A request no route matches gets a 404
-//! `Status`, as from a real API server, and is recorded all the same.
+//! `Status`, as from a real API server, and is recorded all the same. A [`Reply::Func`] computes its reply from
+//! the request and whatever state the test keeps, so that a test can play a cluster that changes (a namespace
+//! that terminates, a container that restarts) as the upstream source says it does.
+//!
+//! A followed log asked for with `timestamps=true` gets each line prefixed with the time it is sent, in
+//! RFC 3339 with nanoseconds and a space, as the kubelet prefixes the container runtime's time
+//! (`pkg/kubelet/kuberuntime/logs/logs.go`, `logWriter.write`).
 //!
 //! [`Mock::start`] serves the discovery documents of a cluster with the core group, `apps/v1`,
 //! `apiextensions.k8s.io/v1` and `gateway.networking.k8s.io/v1`, shaped as a real API server's are
@@ -28,7 +34,7 @@ use serde_json::{Value, json};
 use super::Cluster;
 
 /// What a route answers.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub enum Reply {
     /// This status and JSON body.
     Json(u16, Value),
@@ -41,6 +47,49 @@ pub enum Reply {
     /// Status 200 and these lines, one every `every` (a followed log of a running container), then the
     /// response stays open.
     Paced(Vec<String>, std::time::Duration),
+    /// A container's log file: line `k` was written `every` × (k + 1) after `started`. A follow gets every
+    /// line written so far at once, from the first (as the kubelet reads the file from its start), then each
+    /// next line when it is written; then the response stays open.
+    Log {
+        started: std::time::SystemTime,
+        every: std::time::Duration,
+        lines: Arc<Vec<String>>,
+    },
+    /// The reply this function computes for the request.
+    Func(Arc<dyn Fn(&Recorded) -> Reply + Send + Sync>),
+}
+
+impl Reply {
+    /// A reply computed per request.
+    pub fn func(f: impl Fn(&Recorded) -> Reply + Send + Sync + 'static) -> Reply {
+        Reply::Func(Arc::new(f))
+    }
+
+    /// The first request gets the first reply, the next the next, and the last one repeats.
+    pub fn sequence(replies: Vec<Reply>) -> Reply {
+        assert!(!replies.is_empty(), "a sequence needs a reply");
+        let next = Arc::new(Mutex::new(0usize));
+        Reply::func(move |_| {
+            let mut i = next.lock().unwrap();
+            let reply = replies[(*i).min(replies.len() - 1)].clone();
+            *i += 1;
+            reply
+        })
+    }
+}
+
+impl std::fmt::Debug for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reply::Json(code, value) => write!(f, "Json({code}, {value})"),
+            Reply::Text(code, text) => write!(f, "Text({code}, {text:?})"),
+            Reply::Echo => write!(f, "Echo"),
+            Reply::Events(events) => write!(f, "Events({events:?})"),
+            Reply::Paced(lines, every) => write!(f, "Paced({} lines, {every:?})", lines.len()),
+            Reply::Log { lines, every, .. } => write!(f, "Log({} lines, {every:?})", lines.len()),
+            Reply::Func(_) => write!(f, "Func"),
+        }
+    }
 }
 
 /// One request the mock was sent.
@@ -382,15 +431,20 @@ async fn respond(
     } else {
         recorded.method.as_str()
     };
+    let timestamps = recorded.param("timestamps") == Some("true");
     let reply = {
         let mut state = state.lock().unwrap();
-        let reply = state
+        let mut reply = state
             .routes
             .iter()
             .rev()
             .find(|r| r.matches(method, &recorded.path, &recorded.query))
             .map(|r| r.reply.clone());
         let line = format!("{method} {}", recorded.path);
+        // A function runs with the state lock held: it must not call the mock.
+        while let Some(Reply::Func(f)) = &reply {
+            reply = Some(f(&recorded));
+        }
         state.requests.push(recorded);
         reply.unwrap_or_else(|| {
             Reply::Json(
@@ -417,9 +471,44 @@ async fn respond(
                 .body(StreamBody::new(endless).boxed_unsync())
                 .unwrap()
         }
+        Reply::Func(_) => unreachable!("computed above"),
+        Reply::Log {
+            started,
+            every,
+            lines,
+        } => {
+            let count = lines.len();
+            let written =
+                move |k: usize| started + every * u32::try_from(k + 1).unwrap_or(u32::MAX);
+            let paced = futures::stream::iter(0..count).then(move |k| {
+                let lines = Arc::clone(&lines);
+                async move {
+                    let at = written(k);
+                    if let Ok(wait) = at.duration_since(std::time::SystemTime::now()) {
+                        tokio::time::sleep(wait).await;
+                    }
+                    let line = if timestamps {
+                        format!("{} {}", rfc3339_nanos(at), lines[k])
+                    } else {
+                        lines[k].clone()
+                    };
+                    Ok(Frame::data(Bytes::from(format!("{line}\n"))))
+                }
+            });
+            let endless = paced.chain(futures::stream::pending());
+            Response::builder()
+                .header(http::header::CONTENT_TYPE, "text/plain")
+                .body(StreamBody::new(endless).boxed_unsync())
+                .unwrap()
+        }
         Reply::Paced(lines, every) => {
             let paced = futures::stream::iter(lines).then(move |line| async move {
                 tokio::time::sleep(every).await;
+                let line = if timestamps {
+                    format!("{} {line}", now_rfc3339_nanos())
+                } else {
+                    line
+                };
                 Ok(Frame::data(Bytes::from(format!("{line}\n"))))
             });
             let endless = paced.chain(futures::stream::pending());
@@ -429,6 +518,17 @@ async fn respond(
                 .unwrap()
         }
     })
+}
+
+/// Now, as the kubelet writes a log line's time: `2026-11-29T10:00:00.123456789Z`.
+pub fn now_rfc3339_nanos() -> String {
+    rfc3339_nanos(std::time::SystemTime::now())
+}
+
+/// A time as the kubelet writes a log line's time.
+pub fn rfc3339_nanos(at: std::time::SystemTime) -> String {
+    let at = k8s_openapi::jiff::Timestamp::try_from(at).expect("a time after 1970");
+    format!("{at:.9}")
 }
 
 fn full(code: u16, content_type: &str, body: Bytes) -> Response<Body> {

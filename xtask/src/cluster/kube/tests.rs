@@ -716,64 +716,60 @@ async fn pod_names_lists_by_label_selector_sorted() {
 }
 
 #[tokio::test]
-async fn kill_oldest_pod_deletes_the_oldest_running_pod_with_no_grace_period() {
+async fn a_pod_is_deleted_with_grace_period_0() {
     let mock = Mock::start().await;
-    let aged = |name: &str, phase: &str, created: &str| {
-        let mut p = pod(name, phase);
-        p["metadata"]["creationTimestamp"] = json!(created);
-        p
-    };
-    let mut leaving = aged("server-v1-a", "Running", "2026-11-29T10:00:00Z");
-    leaving["metadata"]["deletionTimestamp"] = json!("2026-11-29T10:05:00Z");
-    mock.on(
-        "GET",
-        PODS,
-        pod_list(vec![
-            aged("server-v1-d", "Running", "2026-11-29T10:03:00Z"),
-            leaving,
-            aged("server-v1-b", "Pending", "2026-11-29T10:01:00Z"),
-            aged("server-v1-c", "Running", "2026-11-29T10:02:00Z"),
-        ]),
-    );
     mock.on(
         "DELETE",
         &format!("{PODS}/server-v1-c"),
         Reply::Json(200, pod("server-v1-c", "Running")),
     );
 
-    let killed = mock
-        .cluster()
-        .kill_oldest_pod("gml-x", "app=server,version=v1")
+    mock.cluster()
+        .delete_pod("gml-x", "server-v1-c")
         .await
         .unwrap();
 
-    assert_eq!(killed, "server-v1-c", "not terminating, running, oldest");
     let calls = mock.calls();
-    assert_eq!(calls.len(), 2, "{calls:#?}");
-    assert_eq!(
-        calls[0].param("labelSelector"),
-        Some("app=server,version=v1")
-    );
-    assert_eq!(calls[1].line(), format!("DELETE {PODS}/server-v1-c"));
-    assert_eq!(calls[1].json()["gracePeriodSeconds"], json!(0));
+    assert_eq!(calls.len(), 1, "{calls:#?}");
+    assert_eq!(calls[0].line(), format!("DELETE {PODS}/server-v1-c"));
+    assert_eq!(calls[0].json()["gracePeriodSeconds"], json!(0));
 }
 
 #[tokio::test]
-async fn kill_oldest_pod_without_a_running_pod_says_so_and_deletes_nothing() {
+async fn pods_leave_out_the_terminating_ones_and_keep_their_node_containers_and_readiness() {
     let mock = Mock::start().await;
-    mock.on("GET", PODS, pod_list(vec![pod("server-v1-a", "Pending")]));
+    let mut leaving = pod("server-v1-a", "Running");
+    leaving["metadata"]["deletionTimestamp"] = json!("2026-11-29T10:05:00Z");
+    let mut running = pod("server-v1-b", "Running");
+    running["spec"] = json!({ "nodeName": "grpc-mesh-lab-worker2", "containers": [] });
+    running["status"]["conditions"] = json!([{ "type": "Ready", "status": "True" }]);
+    running["status"]["containerStatuses"] = json!([{ "name": "hello-server", "ready": true,
+        "restartCount": 1, "image": "x", "imageID": "y", "containerID": "containerd://4f2a" }]);
+    mock.on("GET", PODS, pod_list(vec![leaving, running]));
 
-    let err = mock
+    let pods = mock
         .cluster()
-        .kill_oldest_pod("gml-x", "app=server")
+        .pods("gml-x", "app=server,version=v1")
         .await
-        .unwrap_err();
+        .unwrap();
 
+    let info: Vec<crate::kind::ops::PodInfo> = pods
+        .iter()
+        .map(crate::kind::ops::PodInfo::from_pod)
+        .collect();
+    assert_eq!(info.len(), 1, "{info:#?}");
+    assert_eq!(info[0].name, "server-v1-b");
+    assert_eq!(info[0].node.as_deref(), Some("grpc-mesh-lab-worker2"));
+    assert!(info[0].running && info[0].ready);
+    let c = info[0].container("hello-server").unwrap();
     assert_eq!(
-        format!("{err:#}"),
-        "no running pod matches app=server in namespace gml-x"
+        (c.id.as_deref(), c.restart_count, c.ready),
+        (Some("containerd://4f2a"), 1, true)
     );
-    assert!(mock.calls().iter().all(|c| c.method == "GET"));
+    assert_eq!(
+        mock.calls()[0].param("labelSelector"),
+        Some("app=server,version=v1")
+    );
 }
 
 #[tokio::test]
@@ -809,6 +805,33 @@ async fn follow_logs_streams_the_lines_of_the_first_running_pod_until_the_server
         calls[1].params(),
         [("container", "server"), ("follow", "true")]
     );
+}
+
+#[tokio::test]
+async fn a_followed_log_with_timestamps_asks_for_them_and_each_line_carries_its_time() {
+    let mock = Mock::start().await;
+    mock.on(
+        "GET",
+        &format!("{PODS}/client-1/log"),
+        Reply::Paced(
+            vec!["{\"type\":\"summary\"}".to_owned()],
+            Duration::from_millis(1),
+        ),
+    );
+
+    let lines = mock
+        .cluster()
+        .follow_pod_logs("gml-x", "client-1", "hello-client", true)
+        .await
+        .unwrap();
+    let first = Box::pin(lines).try_next().await.unwrap().unwrap();
+
+    let (time, rest) = first.split_once(' ').unwrap();
+    assert_eq!(rest, "{\"type\":\"summary\"}");
+    let time: k8s_openapi::jiff::Timestamp = time.parse().unwrap();
+    let age = k8s_openapi::jiff::Timestamp::now().duration_since(time);
+    assert!(age.as_secs() < 5, "{first}");
+    assert_eq!(mock.calls()[0].param("timestamps"), Some("true"));
 }
 
 #[tokio::test]
@@ -987,6 +1010,260 @@ async fn delete_namespace_of_a_namespace_that_is_gone_already_does_nothing_more(
 
     let lines: Vec<String> = mock.calls().iter().map(mock::Recorded::line).collect();
     assert_eq!(lines, [format!("GET {NAMESPACES}/gml-x")]);
+}
+
+/// A namespace an interrupted run left terminating: `deletionTimestamp` set, phase `Terminating`, the
+/// `kubernetes` finalizer still in `spec.finalizers`.
+fn terminating() -> Value {
+    let mut ns = ours();
+    ns["metadata"]["deletionTimestamp"] = json!("2026-11-29T10:00:00Z");
+    ns["metadata"]["resourceVersion"] = json!("4711");
+    ns["spec"] = json!({ "finalizers": ["kubernetes"] });
+    ns["status"] = json!({ "phase": "Terminating" });
+    ns
+}
+
+#[tokio::test]
+async fn delete_namespace_of_a_terminating_namespace_takes_the_200_kubernetes_answers_and_waits() {
+    // Since kubernetes/kubernetes#84122 (1.17) a DELETE of a namespace whose spec.finalizers are pending
+    // returns the namespace (pkg/registry/core/namespace/storage/storage.go, REST.Delete).
+    let mock = Mock::start().await;
+    mock.on(
+        "GET",
+        &format!("{NAMESPACES}/gml-x"),
+        Reply::Json(200, terminating()),
+    );
+    mock.on(
+        "DELETE",
+        &format!("{NAMESPACES}/gml-x"),
+        Reply::Json(200, terminating()),
+    );
+    mock.on(
+        "GET",
+        NAMESPACES,
+        Reply::Json(200, mock::list("v1", "NamespaceList", vec![terminating()])),
+    );
+    mock.on(
+        "WATCH",
+        NAMESPACES,
+        Reply::Paced(
+            vec![json!({ "type": "DELETED", "object": terminating() }).to_string()],
+            Duration::from_millis(100),
+        ),
+    );
+
+    mock.cluster()
+        .delete_namespace("gml-x", LONG)
+        .await
+        .unwrap();
+
+    let lines: Vec<String> = mock.calls().iter().map(mock::Recorded::line).collect();
+    assert_eq!(
+        lines,
+        [
+            format!("GET {NAMESPACES}/gml-x"),
+            format!("DELETE {NAMESPACES}/gml-x"),
+            format!("GET {NAMESPACES}"),
+            format!("GET {NAMESPACES}"),
+        ],
+        "the second GET is the watch"
+    );
+    assert!(mock.calls()[3].is_watch());
+}
+
+#[tokio::test]
+async fn delete_namespace_takes_a_409_of_a_server_before_1_17_as_a_deletion_under_way() {
+    let mock = Mock::start().await;
+    mock.on(
+        "GET",
+        &format!("{NAMESPACES}/gml-x"),
+        Reply::Json(200, terminating()),
+    );
+    mock.on(
+        "DELETE",
+        &format!("{NAMESPACES}/gml-x"),
+        Reply::Json(
+            409,
+            mock::status(
+                409,
+                "Conflict",
+                "Operation cannot be fulfilled on namespaces \"gml-x\": The system is ensuring all content is removed from this namespace.  Upon completion, this namespace will automatically be purged by the system.",
+            ),
+        ),
+    );
+    mock.on(
+        "GET",
+        NAMESPACES,
+        Reply::Json(200, mock::list("v1", "NamespaceList", vec![])),
+    );
+
+    mock.cluster()
+        .delete_namespace("gml-x", LONG)
+        .await
+        .unwrap();
+}
+
+// ---- delete_service ---------------------------------------------------------------------------------------
+
+const SERVICES: &str = "/api/v1/namespaces/gml-x/services";
+
+fn headless_service() -> Value {
+    json!({ "apiVersion": "v1", "kind": "Service", "metadata": { "name": "server", "namespace": "gml-x",
+        "uid": "8f0c1d52-0000-4000-8000-000000000003" },
+        "spec": { "clusterIP": "None", "clusterIPs": ["None"], "ports": [{ "port": 50051 }] } })
+}
+
+#[tokio::test]
+async fn delete_service_deletes_it_and_waits_until_it_is_gone() {
+    let mock = Mock::start().await;
+    mock.on(
+        "GET",
+        &format!("{SERVICES}/server"),
+        Reply::Json(200, headless_service()),
+    );
+    mock.on(
+        "DELETE",
+        &format!("{SERVICES}/server"),
+        Reply::Json(200, headless_service()),
+    );
+    mock.on(
+        "GET",
+        SERVICES,
+        Reply::Json(200, mock::list("v1", "ServiceList", vec![])),
+    );
+
+    mock.cluster()
+        .delete_service("gml-x", "server", LONG)
+        .await
+        .unwrap();
+
+    let calls = mock.calls();
+    let lines: Vec<String> = calls.iter().map(mock::Recorded::line).collect();
+    assert_eq!(
+        lines,
+        [
+            format!("GET {SERVICES}/server"),
+            format!("DELETE {SERVICES}/server"),
+            format!("GET {SERVICES}"),
+        ]
+    );
+    assert_lists_by_name(&calls[2], SERVICES, "server");
+}
+
+#[tokio::test]
+async fn delete_service_that_stays_times_out_naming_it() {
+    let mock = Mock::start().await;
+    mock.on(
+        "GET",
+        &format!("{SERVICES}/server"),
+        Reply::Json(200, headless_service()),
+    );
+    mock.on(
+        "DELETE",
+        &format!("{SERVICES}/server"),
+        Reply::Json(200, headless_service()),
+    );
+    mock.on(
+        "GET",
+        SERVICES,
+        Reply::Json(
+            200,
+            mock::list("v1", "ServiceList", vec![headless_service()]),
+        ),
+    );
+    mock.on("WATCH", SERVICES, Reply::Events(vec![]));
+
+    let err = mock
+        .cluster()
+        .delete_service("gml-x", "server", SHORT)
+        .await
+        .unwrap_err();
+
+    assert_eq!(
+        format!("{err:#}"),
+        "service gml-x/server still there after 0.3s"
+    );
+}
+
+// ---- get_json, config maps ----------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn get_json_reads_a_route_with_its_status_through_discovery() {
+    let mock = Mock::start().await;
+    let mut route = http_route();
+    route["status"] = json!({ "parents": [] });
+    mock.on(
+        "GET",
+        "/apis/gateway.networking.k8s.io/v1/namespaces/gml-x/httproutes/hello",
+        Reply::Json(200, route.clone()),
+    );
+
+    let found = mock
+        .cluster()
+        .get_json(
+            "gateway.networking.k8s.io/v1",
+            "HTTPRoute",
+            "gml-x",
+            "hello",
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let missing = mock
+        .cluster()
+        .get_json(
+            "gateway.networking.k8s.io/v1",
+            "HTTPRoute",
+            "gml-x",
+            "other",
+        )
+        .await
+        .unwrap();
+
+    assert_eq!(found["status"], json!({ "parents": [] }));
+    assert_eq!(found["metadata"]["name"], "hello");
+    assert_eq!(missing, None);
+}
+
+#[tokio::test]
+async fn a_config_map_is_read_and_merge_patched_under_our_field_manager() {
+    let mock = Mock::start().await;
+    let cm = json!({ "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": { "name": "istio", "namespace": "istio-system" }, "data": { "mesh": "a: 1\n" } });
+    mock.on(
+        "GET",
+        "/api/v1/namespaces/istio-system/configmaps/istio",
+        Reply::Json(200, cm.clone()),
+    );
+    mock.on(
+        "PATCH",
+        "/api/v1/namespaces/istio-system/configmaps/istio",
+        Reply::Json(200, cm),
+    );
+
+    let cluster = mock.cluster();
+    let found = cluster
+        .config_map("istio-system", "istio")
+        .await
+        .unwrap()
+        .unwrap();
+    cluster
+        .patch_config_map(
+            "istio-system",
+            "istio",
+            &json!({ "data": { "mesh": "a: 2\n" } }),
+        )
+        .await
+        .unwrap();
+
+    assert_eq!(found.data.unwrap()["mesh"], "a: 1\n");
+    let patch = &mock.calls()[1];
+    assert_eq!(
+        patch.content_type.as_deref(),
+        Some("application/merge-patch+json")
+    );
+    assert_eq!(patch.param("fieldManager"), Some(FIELD_MANAGER));
+    assert_eq!(patch.json(), json!({ "data": { "mesh": "a: 2\n" } }));
 }
 
 // ---- server_version ------------------------------------------------------------------------------------------

@@ -1,0 +1,193 @@
+//! What istiod says about a route it was given: `.status.parents[]` of an HTTPRoute or GRPCRoute.
+//!
+//! For each parentRef it handles, istiod writes a `RouteParentStatus` with `controllerName`
+//! `istio.io/gateway-controller` (`PILOT_GATEWAY_API_CONTROLLER_NAME`, also for a Service parent) and
+//! two conditions, each with the route's `observedGeneration` (istio `release-1.30`,
+//! `pilot/pkg/config/kube/gateway/conditions.go`, `createRouteStatus` and `setConditions`):
+//!
+//! - `Accepted`: `True`, reason `Accepted`, "Route was valid"; `False` when the parent is refused, e.g.
+//!   reason `NoMatchingParent` with `parent service: "x" not found` (`conversion.go`, `referenceAllowed`).
+//! - `ResolvedRefs`: `True`, reason `ResolvedRefs`, "All references resolved"; `False` with the route's
+//!   error, e.g. reason `BackendNotFound` with `backend(<host>) not found` (`buildDestination`).
+//!
+//! (`ResolvedWaypoints` is added only with ambient enabled, which the harness's sidecar install is not.)
+//! A status of an older generation says nothing about the route just applied.
+
+use serde_json::{Value, json};
+
+/// Who writes the status the harness reads.
+pub const ISTIO_CONTROLLER: &str = "istio.io/gateway-controller";
+const CONDITIONS: [&str; 2] = ["Accepted", "ResolvedRefs"];
+
+/// What the status of one route says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Istio has not written a status for this generation yet.
+    Pending,
+    /// Every parent Istio handles accepted the route and resolved its references.
+    Accepted,
+    /// Istio's own words for what it refused: `ResolvedRefs BackendNotFound: backend(...) not found`.
+    Refused(String),
+}
+
+/// Reads a route object (as the API server returns it) against its own generation.
+pub fn verdict(route: &Value) -> Verdict {
+    let generation = route["metadata"]["generation"].as_i64().unwrap_or(0);
+    let parents: Vec<&Value> = route["status"]["parents"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["controllerName"] == ISTIO_CONTROLLER)
+        .collect();
+    if parents.is_empty() {
+        return Verdict::Pending;
+    }
+    let mut refused = Vec::new();
+    let mut pending = false;
+    for parent in parents {
+        for kind in CONDITIONS {
+            let condition = parent["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|c| c["type"] == kind);
+            let Some(condition) = condition else {
+                pending = true;
+                continue;
+            };
+            if condition["observedGeneration"].as_i64().unwrap_or(0) < generation {
+                pending = true;
+                continue;
+            }
+            if condition["status"] != "True" {
+                refused.push(format!(
+                    "{kind} {}: {}",
+                    condition["reason"].as_str().unwrap_or("?"),
+                    condition["message"].as_str().unwrap_or("")
+                ));
+            }
+        }
+    }
+    if !refused.is_empty() {
+        Verdict::Refused(refused.join("; "))
+    } else if pending {
+        Verdict::Pending
+    } else {
+        Verdict::Accepted
+    }
+}
+
+/// A condition that differs from success: its type, reason and message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub condition: &'static str,
+    pub reason: String,
+    pub message: String,
+}
+
+/// The `status` istiod writes for a route of this generation attached to these `parentRefs`: both
+/// conditions true, except the refusals given (the recorder's well-behaved Istio, and the tests' mock).
+pub fn istio_status(parent_refs: &Value, generation: i64, refusals: &[Refusal]) -> Value {
+    let conditions: Vec<Value> = [
+        ("Accepted", "Accepted", "Route was valid"),
+        ("ResolvedRefs", "ResolvedRefs", "All references resolved"),
+    ]
+    .into_iter()
+    .map(|(kind, reason, message)| {
+        let refusal = refusals.iter().find(|r| r.condition == kind);
+        json!({
+            "type": kind,
+            "status": if refusal.is_some() { "False" } else { "True" },
+            "observedGeneration": generation,
+            "lastTransitionTime": "2026-01-01T00:00:00Z",
+            "reason": refusal.map_or(reason, |r| r.reason.as_str()),
+            "message": refusal.map_or(message, |r| r.message.as_str()),
+        })
+    })
+    .collect();
+    let parents: Vec<Value> = parent_refs
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|parent| {
+            json!({
+                "parentRef": parent,
+                "controllerName": ISTIO_CONTROLLER,
+                "conditions": conditions,
+            })
+        })
+        .collect();
+    json!({ "parents": parents })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(generation: i64, status: Value) -> Value {
+        json!({ "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+            "metadata": { "name": "server", "namespace": "gml-x", "generation": generation },
+            "spec": { "parentRefs": [{ "group": "", "kind": "Service", "name": "server" }] },
+            "status": status })
+    }
+
+    fn parents() -> Value {
+        json!([{ "group": "", "kind": "Service", "name": "server" }])
+    }
+
+    #[test]
+    fn a_route_istio_accepted_for_its_generation_is_accepted() {
+        let r = route(3, istio_status(&parents(), 3, &[]));
+        assert_eq!(verdict(&r), Verdict::Accepted);
+    }
+
+    #[test]
+    fn a_status_of_the_previous_generation_or_none_at_all_is_pending() {
+        assert_eq!(
+            verdict(&route(4, istio_status(&parents(), 3, &[]))),
+            Verdict::Pending
+        );
+        assert_eq!(verdict(&route(1, json!({}))), Verdict::Pending);
+    }
+
+    #[test]
+    fn another_controller_s_status_is_not_istio_s() {
+        let mut status = istio_status(&parents(), 1, &[]);
+        status["parents"][0]["controllerName"] = json!("example.com/other");
+        assert_eq!(verdict(&route(1, status)), Verdict::Pending);
+    }
+
+    #[test]
+    fn a_missing_backend_is_refused_in_istio_s_own_words() {
+        let refusal = Refusal {
+            condition: "ResolvedRefs",
+            reason: "BackendNotFound".into(),
+            message: "backend(server-v3.gml-x.svc.cluster.local) not found".into(),
+        };
+        let r = route(2, istio_status(&parents(), 2, &[refusal]));
+        assert_eq!(
+            verdict(&r),
+            Verdict::Refused(
+                "ResolvedRefs BackendNotFound: backend(server-v3.gml-x.svc.cluster.local) not found"
+                    .into()
+            )
+        );
+    }
+
+    #[test]
+    fn a_missing_parent_service_is_refused_even_while_another_condition_is_pending() {
+        let refusal = Refusal {
+            condition: "Accepted",
+            reason: "NoMatchingParent".into(),
+            message: "parent service: \"server\" not found".into(),
+        };
+        let mut status = istio_status(&parents(), 5, &[refusal]);
+        status["parents"][0]["conditions"][1]["observedGeneration"] = json!(4);
+        assert_eq!(
+            verdict(&route(5, status)),
+            Verdict::Refused(
+                "Accepted NoMatchingParent: parent service: \"server\" not found".into()
+            )
+        );
+    }
+}
