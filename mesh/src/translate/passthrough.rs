@@ -72,6 +72,7 @@ pub(super) fn apply(role: &Role, services: &[Service], out: &mut Resources) {
                     .iter()
                     .filter(|d| !d.starts_with('*'))
                     .map(|d| format!("*.{d}"))
+                    .filter(|w| !vh.domains.contains(w))
                     .collect();
                 vh.domains.extend(wildcards);
             }
