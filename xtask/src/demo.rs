@@ -175,8 +175,10 @@ impl RunningClient {
     }
 }
 
-/// The backend's warnings: each is printed once, when it first appears, and belongs to the phase it
-/// appeared in. A backend lists the warnings in force; one that goes away and comes back arises again.
+/// The backend's warnings: each is printed once, when it arises, and belongs to the phase it arose
+/// in. A backend lists the warnings in force (the twin: about the routes now in force) or every warning
+/// so far (the cluster), so a warning arises when the list holds it more often than before: one that
+/// stays in force is not repeated, one that went away and came back, or was raised again, arises again.
 #[derive(Debug, Default)]
 struct Warnings {
     /// What the backend listed when last asked.
@@ -186,10 +188,11 @@ struct Warnings {
 }
 
 impl Warnings {
-    /// Prints and keeps those of `listed` that were not listed before.
+    /// Prints and keeps those of `listed` that arose since the last look.
     fn check(&mut self, listed: Vec<String>) {
+        let count = |list: &[String], w: &String| list.iter().filter(|x| *x == w).count();
         for w in &listed {
-            if !self.listed.contains(w) && !self.new.contains(w) {
+            if count(&listed, w) > count(&self.listed, w) && !self.new.contains(w) {
                 eprintln!("warning: {w}");
                 self.new.push(w.clone());
             }
@@ -405,6 +408,16 @@ mod tests {
             w.take().is_empty(),
             "a warning still in force is not repeated"
         );
+    }
+
+    #[test]
+    fn a_warning_raised_again_in_a_later_phase_belongs_to_it_too() {
+        let mut w = Warnings::default();
+        w.check(listed(&["a"]));
+        w.check(listed(&["a", "a"]));
+        assert_eq!(w.take(), ["a"], "raised twice in one phase: kept once");
+        w.check(listed(&["a", "a", "a"]));
+        assert_eq!(w.take(), ["a"]);
     }
 
     #[test]

@@ -451,6 +451,46 @@ fn an_experiment_runs_the_users_routes_and_servers() {
 }
 
 #[test]
+fn a_warning_is_printed_once_and_kept_in_the_phase_it_arose_in() {
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("warning-route-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("route.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: missing}\nspec:\n  parentRefs: [{group: \"\", kind: Service, name: server}]\n  rules:\n  - backendRefs:\n    - {name: server-v1, port: 50051, weight: 1}\n    - {name: server-v3, port: 50051, weight: 1}\n",
+    )
+    .unwrap();
+    let watched = on_the_twin(&[
+        "experiment",
+        "--local",
+        "--debug",
+        "--json",
+        "--rpcs",
+        "200",
+        "--routes",
+        file.to_str().unwrap(),
+    ]);
+    let doc = document(&watched, &watched.run.stdout, "experiment");
+    let warnings = phases(&doc)[0]["warnings"].as_array().unwrap().clone();
+    assert_eq!(warnings.len(), 1, "{doc}");
+    let warning = warnings[0].as_str().unwrap();
+    assert!(warning.contains("server-v3"), "{warning}");
+    let printed: Vec<_> = watched
+        .run
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("warning:"))
+        .collect();
+    assert_eq!(
+        printed,
+        [format!("warning: {warning}")],
+        "{}",
+        watched.run.stderr
+    );
+}
+
+#[test]
 fn an_invalid_route_file_is_refused_in_one_line_before_anything_starts() {
     let dir = std::env::temp_dir().join(format!("xtask-bad-route-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
