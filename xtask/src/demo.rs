@@ -8,7 +8,7 @@ use hello_apps::client::Summary;
 use crate::{
     backend::{Backend, ClientStream},
     measure::{self, Report},
-    scenario::{Action, Client, Mesh, Phase, Scenario},
+    scenario::{Action, Client, Exposure, Mesh, Phase, Scenario},
     table,
 };
 
@@ -38,17 +38,15 @@ pub async fn run<B: Backend>(
         scenario.name
     ));
     backend.setup(scenario).await?;
-    for w in backend.warnings() {
-        eprintln!("warning: {w}");
-    }
-    let mut client: Option<(Client, Mesh, ClientStream)> = None;
+    let mut warnings = Warnings::default();
+    warnings.check(backend.warnings());
+    let mut client: Option<RunningClient> = None;
     let mut weights: Option<BTreeMap<String, u32>> = None;
     let mut phases = Vec::new();
     for (i, phase) in scenario.phases.iter().enumerate() {
         progress(&format!("phase {}/{total}: {}", i + 1, phase.name));
-        let restart = client
-            .as_ref()
-            .is_none_or(|(c, m, _)| c != &phase.client || !m.same_kind(phase.mesh));
+        let exposure = phase.exposure.unwrap_or(scenario.exposure);
+        let restart = client.as_ref().is_none_or(|c| !c.serves(phase, exposure));
         if restart {
             // A new client; the old one goes first, so the mesh change is not seen mid-flight.
             client = None;
@@ -58,20 +56,21 @@ pub async fn run<B: Backend>(
             .await
             .with_context(|| format!("phase {:?}: cannot set the mesh", phase.name))?;
         backend
-            .set_exposure(phase.exposure.unwrap_or(scenario.exposure))
+            .set_exposure(exposure)
             .await
             .with_context(|| format!("phase {:?}: cannot expose the service", phase.name))?;
         backend
             .set_retries(phase.retries)
             .await
             .with_context(|| format!("phase {:?}: cannot set the retry policy", phase.name))?;
+        warnings.check(backend.warnings());
         if phase.under_load {
             // The load comes first: the changes happen while the client is busy.
             if client.is_none() {
-                let stream = backend.start_client(&phase.client, phase.mesh).await?;
-                client = Some((phase.client.clone(), phase.mesh, stream));
+                client = Some(RunningClient::start(backend, phase, exposure).await?);
+                warnings.check(backend.warnings());
             }
-            let (_, _, stream) = client.as_mut().expect("started above");
+            let stream = &mut client.as_mut().expect("started above").stream;
             next_summary(stream, phase.name).await?;
             while stream.summaries.try_recv().is_ok() {}
             progress("  under load");
@@ -82,6 +81,7 @@ pub async fn run<B: Backend>(
                 .apply(action)
                 .await
                 .with_context(|| format!("phase {:?}: {}", phase.name, describe(action)))?;
+            warnings.check(backend.warnings());
             if let Action::Weights(w) = action {
                 weights = Some(
                     w.iter()
@@ -90,14 +90,11 @@ pub async fn run<B: Backend>(
                 );
             }
         }
-        for w in backend.warnings() {
-            eprintln!("warning: {w}");
-        }
         if client.is_none() {
-            let stream = backend.start_client(&phase.client, phase.mesh).await?;
-            client = Some((phase.client.clone(), phase.mesh, stream));
+            client = Some(RunningClient::start(backend, phase, exposure).await?);
+            warnings.check(backend.warnings());
         }
-        let (_, _, stream) = client.as_mut().expect("started above");
+        let stream = &mut client.as_mut().expect("started above").stream;
         let proxies_before = backend.proxy_counts().await?;
         let start = if phase.under_load {
             Start::UnderLoad
@@ -106,8 +103,9 @@ pub async fn run<B: Backend>(
         } else {
             Start::Running
         };
-        let intervals = collect(stream, backend, phase, measure, start).await?;
+        let intervals = collect(stream, backend, phase, measure, start, &mut warnings).await?;
         let proxies_after = backend.proxy_counts().await?;
+        warnings.check(backend.warnings());
         let mut result = measure::phase(
             phase.name,
             phase.mesh.is_on(),
@@ -116,6 +114,7 @@ pub async fn run<B: Backend>(
         );
         result.weights = weights.clone();
         result.changes = phase.actions.iter().map(describe).collect();
+        result.warnings = warnings.take();
         result.by_proxy = proxies_after.map(|after| {
             after
                 .into_iter()
@@ -138,10 +137,73 @@ pub async fn run<B: Backend>(
     drop(client);
     Ok(Report {
         scenario: scenario.name.to_owned(),
+        title: scenario.title.to_owned(),
         backend: backend_name,
         interval_ms: backend.interval().as_millis() as u64,
         phases,
+        lesson: scenario.lesson.to_owned(),
     })
+}
+
+/// The client of the phases so far, and what it was started for.
+struct RunningClient {
+    client: Client,
+    mesh: Mesh,
+    exposure: Exposure,
+    stream: ClientStream,
+}
+
+impl RunningClient {
+    async fn start<B: Backend>(
+        backend: &mut B,
+        phase: &Phase,
+        exposure: Exposure,
+    ) -> anyhow::Result<RunningClient> {
+        Ok(RunningClient {
+            client: phase.client.clone(),
+            mesh: phase.mesh,
+            exposure,
+            stream: backend.start_client(&phase.client, phase.mesh).await?,
+        })
+    }
+
+    /// Whether this client can go on measuring `phase`: the same workload, the same arrangement
+    /// (however many proxies), the same Service. A client whose Service changed between headless and
+    /// ClusterIP would keep the connections it made to the other one.
+    fn serves(&self, phase: &Phase, exposure: Exposure) -> bool {
+        self.client == phase.client && self.mesh.same_kind(phase.mesh) && self.exposure == exposure
+    }
+}
+
+/// The backend's warnings: each is printed once, when it arises, and belongs to the phase it arose
+/// in. A backend lists the warnings in force (the twin: about the routes now in force) or every warning
+/// so far (the cluster), so a warning arises when the list holds it more often than before: one that
+/// stays in force is not repeated, one that went away and came back, or was raised again, arises again.
+#[derive(Debug, Default)]
+struct Warnings {
+    /// What the backend listed when last asked.
+    listed: Vec<String>,
+    /// Those that arose since the last phase ended.
+    new: Vec<String>,
+}
+
+impl Warnings {
+    /// Prints and keeps those of `listed` that arose since the last look.
+    fn check(&mut self, listed: Vec<String>) {
+        let count = |list: &[String], w: &String| list.iter().filter(|x| *x == w).count();
+        for w in &listed {
+            if count(&listed, w) > count(&self.listed, w) && !self.new.contains(w) {
+                eprintln!("warning: {w}");
+                self.new.push(w.clone());
+            }
+        }
+        self.listed = listed;
+    }
+
+    /// The warnings that arose since the last call.
+    fn take(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.new)
+    }
 }
 
 /// Where a phase's measurement starts.
@@ -176,6 +238,7 @@ async fn collect<B: Backend>(
     phase: &Phase,
     measure: Measure,
     start: Start,
+    warnings: &mut Warnings,
 ) -> anyhow::Result<Vec<Summary>> {
     let mut out: Vec<Summary> = Vec::new();
     match start {
@@ -203,6 +266,7 @@ async fn collect<B: Backend>(
         }
         out.push(next_summary(stream, phase.name).await?);
         backend.tick().await?;
+        warnings.check(backend.warnings());
     }
 }
 
@@ -320,4 +384,49 @@ pub fn cluster_plan(
     context: Option<&str>,
 ) -> anyhow::Result<crate::kind::recorder::Steps> {
     crate::kind::walk::plan(scenario, cluster, context)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listed(warnings: &[&str]) -> Vec<String> {
+        warnings.iter().map(|w| w.to_string()).collect()
+    }
+
+    #[test]
+    fn a_warning_belongs_to_the_phase_it_arose_in_and_is_kept_once() {
+        let mut w = Warnings::default();
+        w.check(listed(&["a"]));
+        w.check(listed(&["a"]));
+        assert_eq!(w.take(), ["a"], "setup's warnings go to the first phase");
+        w.check(listed(&["a", "b"]));
+        w.check(listed(&["a", "b"]));
+        assert_eq!(w.take(), ["b"], "a later phase gets only its own");
+        w.check(listed(&["a", "b"]));
+        assert!(
+            w.take().is_empty(),
+            "a warning still in force is not repeated"
+        );
+    }
+
+    #[test]
+    fn a_warning_raised_again_in_a_later_phase_belongs_to_it_too() {
+        let mut w = Warnings::default();
+        w.check(listed(&["a"]));
+        w.check(listed(&["a", "a"]));
+        assert_eq!(w.take(), ["a"], "raised twice in one phase: kept once");
+        w.check(listed(&["a", "a", "a"]));
+        assert_eq!(w.take(), ["a"]);
+    }
+
+    #[test]
+    fn a_warning_that_went_away_and_came_back_arises_again() {
+        let mut w = Warnings::default();
+        w.check(listed(&["a"]));
+        assert_eq!(w.take(), ["a"]);
+        w.check(listed(&[]));
+        w.check(listed(&["a"]));
+        assert_eq!(w.take(), ["a"]);
+    }
 }

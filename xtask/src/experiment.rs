@@ -37,26 +37,23 @@ pub fn main(flags: &flags::Experiment) -> anyhow::Result<()> {
     } else {
         Mesh::Off
     };
+    let exposure = Exposure::from(flags.exposure);
     let scenario = Scenario {
         name: "experiment",
         title: "your servers, routes and workload",
-        lesson: "Change --servers, --routes, --method, --header or --mesh and compare.",
-        exposure: Exposure::ClusterIp,
+        lesson: "Change --servers, --routes, --method, --header, --mesh, --exposure or --lb and compare.",
+        exposure,
         versions: versions.into_iter().map(|(v, n)| (leak(&v), n)).collect(),
         server_env: vec![("RESPONSE_DELAY", "5ms")],
         routes: None,
         phases: vec![Phase {
-            name: if mesh.is_on() {
-                "mesh on (sidecar)"
-            } else {
-                "mesh off (ClusterIP)"
-            },
+            name: leak(&phase_name(mesh, exposure, flags.lb)),
             mesh,
             client: Client {
+                lb: flags.lb.as_str(),
                 method: leak(&flags.method),
                 headers,
                 concurrency: flags.concurrency,
-                ..Client::default()
             },
             actions: Vec::new(),
             measure: flags.duration.unwrap_or(DEFAULT_DURATION),
@@ -73,6 +70,19 @@ pub fn main(flags: &flags::Experiment) -> anyhow::Result<()> {
     };
     let report = demo::run_local(&scenario, profile, measure, routes)?;
     demo::print(&report, &scenario, flags.json, flags.report.as_deref())
+}
+
+/// What the experiment's one phase measures, e.g. `mesh on: headless Service, pick_first`.
+fn phase_name(mesh: Mesh, exposure: Exposure, lb: flags::Lb) -> String {
+    format!(
+        "mesh {}: {} Service, {}",
+        if mesh.is_on() { "on" } else { "off" },
+        match exposure {
+            Exposure::ClusterIp => "ClusterIP",
+            Exposure::Headless => "headless",
+        },
+        lb.as_str()
+    )
 }
 
 /// `v1=3,v2=2`: replicas per version.
@@ -123,6 +133,18 @@ fn leak(s: &str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_phase_names_the_mesh_the_exposure_and_the_policy() {
+        assert_eq!(
+            phase_name(Mesh::Sidecar, Exposure::Headless, flags::Lb::PickFirst),
+            "mesh on: headless Service, pick_first"
+        );
+        assert_eq!(
+            phase_name(Mesh::Off, Exposure::ClusterIp, flags::Lb::RoundRobin),
+            "mesh off: ClusterIP Service, round_robin"
+        );
+    }
 
     #[test]
     fn servers_reads_replicas_per_version() {

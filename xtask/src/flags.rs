@@ -85,13 +85,13 @@ pub struct Down {
 
 #[derive(Debug, Args)]
 pub struct Manifests {
-    /// clusterip, headless, maxage, server-proxy, sidecar, canary, xds, httproute, grpcroute or compare
+    /// The scenario, as named in the README's demo table (clusterip, headless, ..., scale-down)
     pub scenario: String,
 }
 
 #[derive(Debug, Args)]
 pub struct Demo {
-    /// clusterip, headless, maxage, server-proxy, sidecar, canary, xds, httproute, grpcroute or compare
+    /// The scenario, as named in the README's demo table (clusterip, headless, ..., scale-down)
     pub scenario: String,
     /// Run on the local twin of the mesh: processes on loopback addresses and a real Envoy, no cluster
     #[arg(long)]
@@ -103,7 +103,7 @@ pub struct Demo {
     #[arg(long)]
     pub debug: bool,
     /// Print what the demo would apply and do on the cluster, step by step
-    #[arg(long)]
+    #[arg(long, conflicts_with = "local")]
     pub dry_run: bool,
     /// Act on this kube context instead of the harness's own kind-<cluster>
     #[arg(long)]
@@ -155,9 +155,17 @@ pub struct Experiment {
     /// Measure for this long [default: 3s]
     #[arg(long, value_parser = positive_duration)]
     pub duration: Option<Duration>,
-    /// With the client's sidecar (on) or without (off: the ClusterIP Service)
+    /// With the client's sidecar (on) or without (off: the client reaches the Service as exposed)
     #[arg(long, value_parser = ["on", "off"], default_value = "on")]
     pub mesh: String,
+    /// How the Service `server` is exposed: one virtual IP (clusterip), or every pod address in DNS
+    /// (headless; with the mesh on, Istio's sidecar passes each request through to the pod the client
+    /// picked)
+    #[arg(long, value_enum, default_value_t = Exposure::Clusterip)]
+    pub exposure: Exposure,
+    /// The client's load-balancing policy
+    #[arg(long, value_enum, default_value_t = Lb::RoundRobin)]
+    pub lb: Lb,
     /// Print one JSON document on stdout instead of the table
     #[arg(long)]
     pub json: bool,
@@ -214,6 +222,24 @@ impl Hello {
             Profile::Debug
         } else {
             Profile::Release
+        }
+    }
+}
+
+/// How an experiment exposes the Service `server`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Exposure {
+    /// One virtual IP, balanced per connection by kube-proxy
+    Clusterip,
+    /// Every pod address in DNS
+    Headless,
+}
+
+impl From<Exposure> for crate::scenario::Exposure {
+    fn from(e: Exposure) -> Self {
+        match e {
+            Exposure::Clusterip => crate::scenario::Exposure::ClusterIp,
+            Exposure::Headless => crate::scenario::Exposure::Headless,
         }
     }
 }
@@ -305,6 +331,35 @@ mod tests {
     }
 
     #[test]
+    fn experiment_reads_the_exposure_and_the_client_s_policy() {
+        let e = experiment(&["--local", "--exposure", "headless", "--lb", "pick_first"]).unwrap();
+        assert_eq!((e.exposure, e.lb), (Exposure::Headless, Lb::PickFirst));
+        assert_eq!(
+            crate::scenario::Exposure::from(e.exposure),
+            crate::scenario::Exposure::Headless
+        );
+        let e = experiment(&["--local", "--exposure", "clusterip"]).unwrap();
+        assert_eq!(
+            crate::scenario::Exposure::from(e.exposure),
+            crate::scenario::Exposure::ClusterIp
+        );
+        assert_eq!(
+            experiment(&["--exposure", "nodeport"]).unwrap_err(),
+            "invalid value 'nodeport' for '--exposure <EXPOSURE>' [possible values: clusterip, headless]"
+        );
+    }
+
+    #[test]
+    fn dry_run_belongs_to_the_cluster_and_cannot_go_with_local() {
+        let err = parse(&["demo", "kill", "--local", "--dry-run"]).unwrap_err();
+        assert_eq!(err.exit_code(), i32::from(EXIT_USAGE));
+        assert_eq!(
+            one_line(&err),
+            "the argument '--local' cannot be used with '--dry-run'"
+        );
+    }
+
+    #[test]
     fn experiment_defaults_to_three_v1_pods_with_the_mesh_on() {
         let e = experiment(&["--local"]).unwrap();
         assert_eq!(
@@ -316,6 +371,7 @@ mod tests {
             ),
             ("v1=3", "on", "SayHello", 10)
         );
+        assert_eq!((e.exposure, e.lb), (Exposure::Clusterip, Lb::RoundRobin));
         assert_eq!((e.rpcs, e.duration), (None, None));
     }
 

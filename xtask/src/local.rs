@@ -5,6 +5,7 @@ use std::{collections::BTreeMap, path::PathBuf, process::Stdio};
 use anyhow::Context;
 use mesh::{
     gateway::{self, RouteObject},
+    model::{MeshConfig, RetryPolicy},
     twin::{self, Twin, TwinSpec},
 };
 use tokio::{io::AsyncBufReadExt, sync::mpsc};
@@ -83,6 +84,38 @@ fn mesh_of(mesh: Mesh) -> twin::Mesh {
     }
 }
 
+fn mode_of(exposure: Exposure) -> twin::ServiceMode {
+    match exposure {
+        Exposure::ClusterIp => twin::ServiceMode::ClusterIp,
+        Exposure::Headless => twin::ServiceMode::Headless,
+    }
+}
+
+fn exposure_name(exposure: Exposure) -> &'static str {
+    match exposure {
+        Exposure::ClusterIp => "a ClusterIP Service",
+        Exposure::Headless => "a headless Service",
+    }
+}
+
+/// The mesh configuration of a phase's retry policy: Istio's built-in default, or
+/// `meshConfig.defaultHttpRetryPolicy` with Istio's default attempts and conditions plus `reset`.
+fn mesh_config(retries: Retries) -> MeshConfig {
+    MeshConfig {
+        default_http_retry_policy: match retries {
+            Retries::IstioDefault => None,
+            Retries::WithReset => Some(RetryPolicy::istio_default_with("reset")),
+        },
+    }
+}
+
+fn describe_retries(config: &MeshConfig) -> String {
+    match &config.default_http_retry_policy {
+        None => "Istio's default".to_owned(),
+        Some(p) => format!("{} retries on {}", p.attempts, p.retry_on),
+    }
+}
+
 struct KillOnDrop(tokio::process::Child);
 
 impl Drop for KillOnDrop {
@@ -111,15 +144,17 @@ impl Backend for Local {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
-            mode: match scenario.exposure {
-                Exposure::ClusterIp => twin::ServiceMode::ClusterIp,
-                Exposure::Headless => twin::ServiceMode::Headless,
-            },
+            mode: mode_of(scenario.exposure),
         };
         self.exposure = scenario.exposure;
         let twin = Twin::start(spec)
             .await
             .context("cannot start the local twin")?;
+        crate::demo::progress(&format!(
+            "twin on {}, logs in {}",
+            twin.block(),
+            self.work_dir.display()
+        ));
         self.twin = Some(twin);
         let routes = match (&self.routes_path, scenario.routes) {
             (Some(path), _) => {
@@ -150,18 +185,23 @@ impl Backend for Local {
     }
 
     async fn set_exposure(&mut self, exposure: Exposure) -> anyhow::Result<()> {
-        anyhow::ensure!(
-            exposure == self.exposure,
-            "this backend cannot change how the service is exposed yet"
-        );
+        if exposure != self.exposure {
+            crate::demo::progress(&format!("  exposing server as {}", exposure_name(exposure)));
+            self.twin().set_mode(mode_of(exposure)).await?;
+            self.exposure = exposure;
+        }
         Ok(())
     }
 
     async fn set_retries(&mut self, retries: Retries) -> anyhow::Result<()> {
-        anyhow::ensure!(
-            retries == Retries::IstioDefault,
-            "this backend cannot change the mesh's retry policy yet"
-        );
+        let config = mesh_config(retries);
+        if self.twin().mesh_config() != &config {
+            crate::demo::progress(&format!(
+                "  the mesh's default retry policy: {}",
+                describe_retries(&config)
+            ));
+            self.twin().set_mesh_config(config).await?;
+        }
         Ok(())
     }
 
@@ -172,7 +212,14 @@ impl Backend for Local {
             Action::RollingRestart { version } => self.twin().rolling_restart(version).await?,
             Action::Kill { version } => {
                 let killed = self.twin().kill(version).await?;
-                crate::demo::progress(&format!("  killed {killed}"));
+                let restarts = self
+                    .twin()
+                    .pods()
+                    .find(|p| p.name == killed)
+                    .map_or(0, |p| p.restarts);
+                crate::demo::progress(&format!(
+                    "  killed {killed}; its container started again in place (restart {restarts}) and serves"
+                ));
             }
             Action::Weights(weights) => {
                 for route in &mut self.routes {
@@ -252,9 +299,6 @@ impl Backend for Local {
                 self.routes = routes.clone();
                 self.twin().set_routes(routes).await?;
                 crate::demo::progress(&format!("  {} changed: pushed to the mesh", path.display()));
-                for w in self.warnings() {
-                    eprintln!("warning: {w}");
-                }
             }
             // A half-saved or broken edit: say so, keep what is in force.
             Err(err) => eprintln!("warning: {err}; the previous routes stay in force"),
@@ -304,5 +348,23 @@ impl Backend for Local {
             twin.shutdown().await;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_with_reset_are_istio_s_default_attempts_and_conditions_plus_reset() {
+        assert_eq!(mesh_config(Retries::IstioDefault), MeshConfig::default());
+        let policy = mesh_config(Retries::WithReset)
+            .default_http_retry_policy
+            .unwrap();
+        assert_eq!(policy.attempts, 2);
+        assert_eq!(
+            policy.retry_on,
+            "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes,reset"
+        );
     }
 }

@@ -25,6 +25,8 @@ pub struct PhaseResult {
     /// What the phase changed before it was measured (scale steps, weights), as the progress lines say it.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub changes: Vec<String>,
+    /// What the backend warned about while the phase ran (each warning once, in the phase it arose in).
+    pub warnings: Vec<String>,
     /// RPCs by proxy, where the phase has proxies in front of the servers.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub by_proxy: Option<BTreeMap<String, u64>>,
@@ -44,10 +46,14 @@ pub struct Latency {
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub scenario: String,
+    /// What the scenario shows, in one line.
+    pub title: String,
     pub backend: &'static str,
     /// How often the client reported: each phase's `intervals` are this far apart.
     pub interval_ms: u64,
     pub phases: Vec<PhaseResult>,
+    /// What to take away.
+    pub lesson: String,
 }
 
 /// Adds up a phase's summaries. `servers` are the server pods that existed during the phase:
@@ -76,6 +82,7 @@ pub fn phase(name: &str, mesh: bool, intervals: Vec<Summary>, servers: &[String]
         jain: 0.0,
         latency_ms: Latency::default(),
         changes: Vec::new(),
+        warnings: Vec::new(),
         by_proxy: None,
         intervals: Vec::new(),
     };

@@ -34,10 +34,14 @@ pub fn default_dir(name: &str) -> PathBuf {
         .join(format!("{name}-{stamp}"))
 }
 
-/// Writes `index.html` into `dir` (created if needed) and returns its path.
+/// Writes `index.html` into `dir` (created if needed), and beside it `report.json`, the document
+/// `--json` prints; returns the page's path.
 pub fn write(report: &Report, scenario: &Scenario, dir: &Path) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create the report directory {}", dir.display()))?;
+    let json = dir.join("report.json");
+    std::fs::write(&json, serde_json::to_string_pretty(report)? + "\n")
+        .with_context(|| format!("cannot write {}", json.display()))?;
     let path = dir.join("index.html");
     std::fs::write(&path, render(report, scenario))
         .with_context(|| format!("cannot write {}", path.display()))?;
@@ -84,7 +88,7 @@ h1{font-size:1.5em}h2{font-size:1.15em;margin-top:1.6em}.meta{color:#666}\
 .phases{display:flex;flex-wrap:wrap;gap:1em}\
 .phase{border:1px solid #ddd;border-radius:6px;padding:.8em;flex:1 1 460px}\
 .phase h3{margin:0 0 .4em 0;font-size:1em}.stats{color:#444;font-size:.9em;margin:.3em 0}\
-.errors{color:#b00020}svg text{font-family:system-ui,sans-serif;font-size:11px;fill:#333}";
+.errors{color:#b00020}.warning{color:#8a5a00}svg text{font-family:system-ui,sans-serif;font-size:11px;fill:#333}";
 
 /// One phase: a bar per server pod (its share of the phase's RPCs), a bar per proxy where there are
 /// proxies, and the phase's numbers.
@@ -129,6 +133,14 @@ fn phase_card(index: usize, phase: &PhaseResult) -> String {
         })
     )
     .unwrap();
+    for warning in &phase.warnings {
+        writeln!(
+            html,
+            "<p class=\"stats warning\">warning: {}</p>",
+            esc(warning)
+        )
+        .unwrap();
+    }
     if phase.errors > 0 {
         let codes: Vec<String> = phase
             .errors_by_code

@@ -41,13 +41,6 @@ pub enum Retries {
     #[default]
     IstioDefault,
     /// Istio's default conditions and `reset` (safe for idempotent RPCs).
-    #[cfg_attr(
-        not(test),
-        expect(
-            dead_code,
-            reason = "the kill demo's retry phase (issue 10) will use it; the cluster backend's tests do"
-        )
-    )]
     WithReset,
 }
 
@@ -126,12 +119,13 @@ pub struct Scenario {
 }
 
 /// Every demo, in the seed's order.
-pub const NAMES: [&str; 13] = [
+pub const NAMES: [&str; 14] = [
     "clusterip",
     "headless",
     "maxage",
     "server-proxy",
     "sidecar",
+    "headless-sidecar",
     "canary",
     "xds",
     "httproute",
@@ -171,6 +165,24 @@ fn under_load(name: &'static str, mesh: Mesh, action: Action) -> Phase {
         retries: Retries::IstioDefault,
         exposure: None,
         ..phase(name, mesh, vec![action])
+    }
+}
+
+/// A fault phase with the sidecar: the client calls the ClusterIP Service `server`, as a meshed
+/// workload normally does, so the sidecar balances over the Service's endpoints. (Through a headless
+/// Service the sidecar would pass each request through to the pod the client picked: see
+/// `headless-sidecar`.)
+fn meshed_under_load(name: &'static str, action: Action) -> Phase {
+    Phase {
+        exposure: Some(Exposure::ClusterIp),
+        ..under_load(name, Mesh::Sidecar, action)
+    }
+}
+
+fn pick_first() -> Client {
+    Client {
+        lb: "pick_first",
+        ..Client::default()
     }
 }
 
@@ -267,8 +279,9 @@ pub fn all() -> Vec<Scenario> {
             ..base(
                 "maxage",
                 "Server max connection age: a scale-up is eventually noticed",
-                "The server sends GOAWAY when a connection reaches its max age (the seed: 10s, grace 20s; here 5s), \
-                 the client resolves again and connects to the new pods. Balanced again, after up to one max age.",
+                "The server sends GOAWAY when a connection reaches its max age, the client resolves again and connects \
+                 to the new pods. Balanced again, after up to one max age: 5s (grace 5s) on the local twin, and the \
+                 seed's 10s (grace 20s) on the cluster.",
             )
         },
         Scenario {
@@ -298,6 +311,28 @@ pub fn all() -> Vec<Scenario> {
                 "An Envoy sidecar beside the client balances per RPC",
                 "The client talks HTTP/2 to its own sidecar; the sidecar keeps connections to every pod, balances each \
                  RPC, and learns about new pods from the control plane at once.",
+            )
+        },
+        Scenario {
+            exposure: Exposure::Headless,
+            phases: vec![
+                Phase {
+                    client: pick_first(),
+                    ..phase("headless Service, sidecar, pick_first", Sidecar, vec![])
+                },
+                Phase {
+                    client: pick_first(),
+                    exposure: Some(Exposure::ClusterIp),
+                    ..phase("ClusterIP Service, sidecar, pick_first", Sidecar, vec![])
+                },
+            ],
+            ..base(
+                "headless-sidecar",
+                "A headless Service with a sidecar: the client still decides",
+                "Istio gives a headless Service a passthrough (ORIGINAL_DST) cluster: the sidecar forwards each request \
+                 to the pod address the client picked and balances nothing, so a pick_first client stays pinned to \
+                 one pod, sidecar or not. Through the ClusterIP Service the sidecar balances every RPC over the \
+                 Service's endpoints, whatever the client's own policy.",
             )
         },
         Scenario {
@@ -381,18 +416,18 @@ pub fn all() -> Vec<Scenario> {
                     Off,
                     Action::RollingRestart { version: "v1" },
                 ),
-                under_load(
+                meshed_under_load(
                     "mesh on: rolling restart",
-                    Sidecar,
                     Action::RollingRestart { version: "v1" },
                 ),
             ],
             ..base(
                 "rolling-restart",
-                "A rolling restart under load, mesh off and on",
-                "Each pod is replaced gracefully: a new one joins, then an old one leaves the endpoints and drains \
-                 (GOAWAY, in-flight RPCs finish). With the sidecar no RPC fails; the failed column shows what a client \
-                 on its own gets.",
+                "A rolling restart under load: a client on its own (headless Service), then with its sidecar (ClusterIP)",
+                "Each pod is replaced gracefully: a new one joins, then an old one gets SIGTERM as it leaves the \
+                 endpoints, and drains (GOAWAY, in-flight RPCs finish). Nothing is lost either way: the client on its \
+                 own resolves again on GOAWAY and resends what a closing connection refused; the sidecar, until \
+                 istiod's push tells it (after a 100ms debounce), retries a refused connection on another pod.",
             )
         },
         Scenario {
@@ -403,20 +438,25 @@ pub fn all() -> Vec<Scenario> {
                     Off,
                     Action::Kill { version: "v1" },
                 ),
-                under_load(
-                    "mesh on: a pod killed",
-                    Sidecar,
-                    Action::Kill { version: "v1" },
-                ),
+                meshed_under_load("mesh on: a pod killed", Action::Kill { version: "v1" }),
+                Phase {
+                    retries: Retries::WithReset,
+                    ..meshed_under_load(
+                        "mesh on, retry on reset: a pod killed",
+                        Action::Kill { version: "v1" },
+                    )
+                },
             ],
             ..base(
                 "kill",
-                "A pod killed under load (SIGKILL), mesh off and on",
-                "A killed pod drains nothing: the RPCs in flight on its connections are reset. The client on its own \
-                 sees them fail, resolves again at once, and may miss the replacement that starts a moment later. \
-                 Istio's default retry policy retries connect failures, refused streams and UNAVAILABLE answers, not a \
-                 reset after a request was sent, so the sidecar too may show a few failures: the ones that were in \
-                 flight on the killed pod. It sends to the replacement as soon as it is an endpoint.",
+                "A pod killed under load (SIGKILL): mesh off, mesh on, mesh on with retries on reset",
+                "A killed pod drains nothing: the RPCs in flight on it are reset, and its container starts again in \
+                 place (same pod, same address; at once the first time, after the kubelet's back-off of 10s, then 20s, \
+                 when it is killed again). The client on its own (headless Service) sees them fail. Istio's default retry policy (connect-failure, refused-stream, unavailable, cancelled, \
+                 retriable-status-codes) retries what never reached a server, not a reset after the request was \
+                 sent: with the sidecar (ClusterIP Service) the RPCs in flight on the killed pod fail too. Add `reset` \
+                 to the mesh's default retry policy (meshConfig.defaultHttpRetryPolicy; safe for idempotent RPCs only) \
+                 and the sidecar sends them again to another pod: the kill loses nothing.",
             )
         },
         Scenario {
@@ -426,14 +466,18 @@ pub fn all() -> Vec<Scenario> {
                 under_load("mesh off: 5 -> 2 pods", Off, scale("v1", 2)),
                 Phase {
                     actions: vec![scale("v1", 5), scale("v1", 2)],
-                    ..under_load("mesh on: 5 -> 2 pods", Sidecar, scale("v1", 2))
+                    ..meshed_under_load("mesh on: 5 -> 2 pods", scale("v1", 2))
                 },
             ],
             ..base(
                 "scale-down",
-                "A scale-down under load, 5 -> 2 pods, mesh off and on",
-                "Removed pods leave the endpoints first, then drain: nothing in flight is lost. The client on its own \
-                 must notice through GOAWAY and resolve again; the sidecar learns it from the control plane.",
+                "A scale-down under load, 5 -> 2 pods: a client on its own (headless Service), then with its sidecar (ClusterIP)",
+                "Removed pods get SIGTERM as they leave the endpoints, and drain: nothing in flight is lost. The \
+                 client on its own hears GOAWAY and resolves again, and DNS already lacks them. The sidecar hears of it \
+                 when istiod pushes, after a 100ms debounce: until then it can send new RPCs to pods that refuse \
+                 connections, and Istio retries a refused connection only twice, so with 3 of 5 pods leaving at once a \
+                 few RPCs can fail (the usual cure: a preStop sleep, so that a pod stops accepting only once the mesh \
+                 knows).",
             )
         },
     ]
@@ -472,6 +516,118 @@ mod tests {
                 s.name
             );
         }
+    }
+
+    /// The exposure in force during a phase.
+    fn exposure(s: &Scenario, p: &Phase) -> Exposure {
+        p.exposure.unwrap_or(s.exposure)
+    }
+
+    #[test]
+    fn fault_scenarios_measure_a_client_on_its_own_headless_and_a_meshed_one_through_the_clusterip()
+    {
+        for name in ["rolling-restart", "kill", "scale-down"] {
+            let s = get(name).unwrap();
+            assert!(s.phases.iter().all(|p| p.under_load), "{name}");
+            for p in &s.phases {
+                let expected = if p.mesh.is_on() {
+                    Exposure::ClusterIp
+                } else {
+                    Exposure::Headless
+                };
+                assert_eq!(exposure(&s, p), expected, "{name}: {}", p.name);
+            }
+            assert!(s.phases.iter().any(|p| p.mesh == Mesh::Off), "{name}");
+            assert!(s.phases.iter().any(|p| p.mesh == Mesh::Sidecar), "{name}");
+        }
+    }
+
+    #[test]
+    fn kill_ends_with_a_meshed_phase_that_retries_on_reset() {
+        let s = get("kill").unwrap();
+        let retries: Vec<_> = s.phases.iter().map(|p| (p.mesh, p.retries)).collect();
+        assert_eq!(
+            retries,
+            [
+                (Mesh::Off, Retries::IstioDefault),
+                (Mesh::Sidecar, Retries::IstioDefault),
+                (Mesh::Sidecar, Retries::WithReset),
+            ]
+        );
+        assert!(s.phases[2].name.contains("retry"), "{}", s.phases[2].name);
+        assert!(s.lesson.contains("reset"), "{}", s.lesson);
+        // Every other scenario keeps Istio's default.
+        for other in all().iter().filter(|o| o.name != "kill") {
+            assert!(
+                other
+                    .phases
+                    .iter()
+                    .all(|p| p.retries == Retries::IstioDefault),
+                "{}",
+                other.name
+            );
+        }
+    }
+
+    #[test]
+    fn headless_sidecar_runs_one_pick_first_client_headless_then_through_the_clusterip() {
+        let s = get("headless-sidecar").unwrap();
+        let phases: Vec<_> = s
+            .phases
+            .iter()
+            .map(|p| (p.mesh, exposure(&s, p), p.client.lb))
+            .collect();
+        assert_eq!(
+            phases,
+            [
+                (Mesh::Sidecar, Exposure::Headless, "pick_first"),
+                (Mesh::Sidecar, Exposure::ClusterIp, "pick_first"),
+            ]
+        );
+        assert!(s.lesson.contains("passthrough"), "{}", s.lesson);
+    }
+
+    #[test]
+    fn the_maxage_lesson_names_the_ages_each_backend_uses() {
+        let s = get("maxage").unwrap();
+        let local: std::collections::BTreeMap<_, _> = s.server_env.iter().copied().collect();
+        let local = format!(
+            "{} (grace {}) on the local twin",
+            local["MAX_CONNECTION_AGE"], local["MAX_CONNECTION_AGE_GRACE"]
+        );
+        assert!(s.lesson.contains(&local), "{local:?}: {}", s.lesson);
+        // The cluster's ages, as its server Deployment really carries them.
+        let images = crate::cluster::objects::Images {
+            server: "server".into(),
+            client: "client".into(),
+            envoy: "envoy".into(),
+        };
+        let objects = crate::cluster::objects::base(&s, &images).unwrap();
+        let objects = serde_json::to_value(&objects).unwrap();
+        /// The value of the first `{"name": name, "value": ...}` entry anywhere in `v`.
+        fn find<'a>(v: &'a serde_json::Value, name: &str) -> Option<&'a str> {
+            match v {
+                serde_json::Value::Object(o)
+                    if o.get("name").and_then(|n| n.as_str()) == Some(name) =>
+                {
+                    o.get("value").and_then(|v| v.as_str())
+                }
+                serde_json::Value::Object(o) => o.values().find_map(|v| find(v, name)),
+                serde_json::Value::Array(a) => a.iter().find_map(|v| find(v, name)),
+                _ => None,
+            }
+        }
+        let env = |name: &str| {
+            find(&objects, name)
+                .unwrap_or_else(|| panic!("{name} is not in the server Deployment: {objects}"))
+                .to_owned()
+        };
+        let cluster = format!(
+            "{} (grace {}) on the cluster",
+            env("MAX_CONNECTION_AGE"),
+            env("MAX_CONNECTION_AGE_GRACE")
+        );
+        assert!(s.lesson.contains(&cluster), "{cluster:?}: {}", s.lesson);
     }
 
     #[test]

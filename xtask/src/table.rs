@@ -71,6 +71,9 @@ pub fn render(report: &Report, scenario: &Scenario) -> String {
             "  rpcs {}  errors {}  jain {:.2}  latency p50 {:.2}ms p90 {:.2}ms p99 {:.2}ms",
             p.rpcs, errors, p.jain, p.latency_ms.p50, p.latency_ms.p90, p.latency_ms.p99
         );
+        for w in &p.warnings {
+            let _ = writeln!(out, "  warning: {w}");
+        }
     }
     let _ = writeln!(out, "\n{}\n", wrap(scenario.lesson, 100));
     out
@@ -110,6 +113,34 @@ mod tests {
         assert_eq!(bar(1.0).chars().count(), BAR);
         assert_eq!(bar(0.5).chars().count(), BAR / 2);
         assert_eq!(bar(0.0), "");
+    }
+
+    #[test]
+    fn each_phase_lists_its_own_warnings_and_the_lesson_ends_the_table() {
+        let scenario = crate::scenario::get("kill").unwrap();
+        let servers = ["server-v1-0".to_owned()];
+        let mut first = crate::measure::phase("first", false, Vec::new(), &servers);
+        first.warnings = vec!["the first phase's".into()];
+        let second = crate::measure::phase("second", true, Vec::new(), &servers);
+        let report = crate::measure::Report {
+            scenario: scenario.name.into(),
+            title: scenario.title.into(),
+            backend: "local",
+            interval_ms: 250,
+            phases: vec![first, second],
+            lesson: scenario.lesson.into(),
+        };
+        let table = render(&report, &scenario);
+        let second_phase = table.find("phase 2/2").unwrap();
+        let warning = table.find("  warning: the first phase's").unwrap();
+        assert!(warning < second_phase, "{table}");
+        assert_eq!(table.matches("warning:").count(), 1, "{table}");
+        let words: Vec<&str> = scenario.lesson.split_whitespace().collect();
+        let tail: Vec<&str> = table[second_phase..]
+            .split_whitespace()
+            .skip_while(|w| *w != words[0])
+            .collect();
+        assert_eq!(tail, words, "{table}");
     }
 
     #[test]

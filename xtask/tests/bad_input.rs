@@ -152,7 +152,7 @@ fn every_bad_route_file_is_refused_in_one_line_naming_the_problem_before_anythin
 
 #[test]
 fn bad_durations_counts_and_names_are_usage_errors_naming_the_flag() {
-    let cases: [(&str, &[&str], &str); 8] = [
+    let cases: [(&str, &[&str], &str); 10] = [
         (
             "a duration without a unit",
             &["experiment", "--local", "--duration", "3"],
@@ -189,6 +189,16 @@ fn bad_durations_counts_and_names_are_usage_errors_naming_the_flag() {
             "--method",
         ),
         ("an unknown lb policy", &["hello", "--lb", "random"], "--lb"),
+        (
+            "a dry run of a local demo (a plan belongs to the cluster)",
+            &["demo", "kill", "--local", "--dry-run"],
+            "'--local' cannot be used with '--dry-run'",
+        ),
+        (
+            "an unknown exposure",
+            &["experiment", "--local", "--exposure", "nodeport"],
+            "--exposure",
+        ),
     ];
     for (what, args, names) in cases {
         assert_refused(what, &xtask(args, &[]), 2, names);

@@ -1,10 +1,7 @@
 //! Every demo on the local twin, end to end: `cargo xtask demo <scenario> --local --json`, with
 //! real processes, our DNS and control plane, and a real Envoy.
 
-use std::{
-    process::{Command, Stdio},
-    time::Duration,
-};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -12,28 +9,94 @@ const LIMIT: Duration = Duration::from_secs(240);
 
 mod common;
 
-use common::{Run, XTASK};
+use common::{Run, Watched};
 
+/// A run that must start nothing.
 fn xtask(args: &[&str]) -> Run {
-    let run = common::xtask(args, LIMIT);
-    assert_nothing_left(&run.stderr);
-    run
+    common::xtask(args, LIMIT)
 }
 
-fn assert_nothing_left(stderr: &str) {
-    if let Some((block, work_dir)) = common::twin_of(stderr) {
-        common::assert_no_process_left(&block, &[&work_dir]);
-    }
+/// A run on the twin: it names its twin, the scan finds the twin's servers and client while it runs
+/// (and Envoy where a phase has the mesh on), and nothing of it is left afterwards.
+fn on_the_twin(args: &[&str]) -> Watched {
+    let watched = common::xtask_watched(args, LIMIT);
+    watched.assert_nothing_left(&["hello-server", "hello-client"]);
+    watched
+}
+
+/// The JSON document of a run on the twin, checked against what the scan saw.
+fn document(watched: &Watched, json: &str, name: &str) -> Value {
+    let run = &watched.run;
+    assert_eq!(run.code, 0, "{name} failed: {}", run.stderr);
+    let doc: Value =
+        serde_json::from_str(json).unwrap_or_else(|e| panic!("one JSON document ({e}): {json}"));
+    assert_eq!(doc["scenario"], name);
+    assert_eq!(doc["backend"], "local");
+    let meshed = phases(&doc).iter().any(|p| p["mesh"] == true);
+    assert_eq!(
+        watched.saw("envoy"),
+        meshed,
+        "envoy runs exactly where a phase has the mesh on: {:?}",
+        watched.seen
+    );
+    doc
 }
 
 fn demo(scenario: &str) -> Value {
-    let run = xtask(&["demo", scenario, "--local", "--json", "--debug"]);
-    assert_eq!(run.code, 0, "demo {scenario} failed: {}", run.stderr);
-    let doc: Value = serde_json::from_str(&run.stdout)
-        .unwrap_or_else(|e| panic!("stdout is one JSON document ({e}): {}", run.stdout));
-    assert_eq!(doc["scenario"], scenario);
-    assert_eq!(doc["backend"], "local");
-    doc
+    let watched = on_the_twin(&["demo", scenario, "--local", "--json", "--debug"]);
+    document(&watched, &watched.run.stdout, scenario)
+}
+
+/// A demo run as a user runs it, with its table on stdout; the JSON document comes from the report
+/// directory (`report.json` beside `index.html`). Returns the document, the table and the page.
+fn demo_with_table(scenario: &str) -> (Value, String, String) {
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("demo-{scenario}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let watched = on_the_twin(&[
+        "demo",
+        scenario,
+        "--local",
+        "--debug",
+        "--report",
+        dir.to_str().unwrap(),
+    ]);
+    let json = std::fs::read_to_string(dir.join("report.json")).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; the run said: {}",
+            dir.join("report.json").display(),
+            watched.run.stderr
+        )
+    });
+    let doc = document(&watched, &json, scenario);
+    let page = std::fs::read_to_string(dir.join("index.html")).unwrap();
+    (doc, watched.run.stdout.clone(), page)
+}
+
+/// The lesson is in the JSON document, at the end of the table (wrapped) and on the page (escaped).
+fn assert_lesson_everywhere(doc: &Value, table: &str, page: &str, says: &[&str]) -> String {
+    let lesson = doc["lesson"]
+        .as_str()
+        .expect("the document carries the lesson");
+    for words in says {
+        assert!(
+            lesson.contains(words),
+            "the lesson says {words:?}: {lesson}"
+        );
+    }
+    let flat = |text: &str| text.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        flat(table).ends_with(&flat(lesson)),
+        "the table ends with the lesson: {table}"
+    );
+    let escaped = lesson
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;");
+    assert!(page.contains(&escaped), "the page shows the lesson: {page}");
+    lesson.to_owned()
 }
 
 fn phases(doc: &Value) -> &Vec<Value> {
@@ -240,10 +303,17 @@ fn a_rolling_restart_under_load_loses_no_rpc_with_the_sidecar_and_moves_traffic_
 }
 
 #[test]
-fn a_pod_killed_under_load_costs_at_most_the_rpcs_in_flight_and_its_replacement_takes_over() {
-    let doc = demo("kill");
-    let (off, on) = mesh_off_then_on(&doc);
-    for phase in [off, on] {
+fn a_pod_killed_under_load_fails_what_was_in_flight_unless_the_mesh_retries_on_reset() {
+    let (doc, table, page) = demo_with_table("kill");
+    let [off, on, retry] = &phases(&doc)[..] else {
+        panic!("three phases: {doc}")
+    };
+    assert_eq!(
+        [off, on, retry].map(|p| p["mesh"].as_bool()),
+        [Some(false), Some(true), Some(true)]
+    );
+    assert!(retry["name"].as_str().unwrap().contains("retry"), "{retry}");
+    for phase in [off, on, retry] {
         let errors = phase["errors"].as_u64().unwrap();
         // the client keeps 10 RPCs in flight: no more can fail with the killed pod
         assert!(errors <= 10, "{phase}");
@@ -261,29 +331,107 @@ fn a_pod_killed_under_load_costs_at_most_the_rpcs_in_flight_and_its_replacement_
             "{phase}"
         );
         assert!(phase["rpcs"].as_u64().unwrap() > 50 * errors, "{phase}");
+        assert_eq!(
+            phase["changes"],
+            serde_json::json!(["killing a server-v1 pod (SIGKILL)"]),
+            "{phase}"
+        );
     }
-    // the killed pods, oldest first, are replaced; the sidecar sends to the replacement at once (the
-    // client on its own resolves again when its connection dies, which may be before the replacement
-    // is in DNS: then it never sees it, the headless lesson again)
-    assert!(off["by_server"].get("server-v1-3").is_some(), "{off}");
-    assert!(count(on, "server-v1-4") > 0, "{on}");
+    // Istio's default retries may leave the RPCs in flight failed; with reset, none fails
+    assert_eq!(retry["errors"], 0, "{retry}");
+    assert_lesson_everywhere(
+        &doc,
+        &table,
+        &page,
+        &["reset", "defaultHttpRetryPolicy", "loses nothing"],
+    );
+    for p in [off, on, retry] {
+        assert!(table.contains(p["name"].as_str().unwrap()), "{table}");
+    }
 }
 
 #[test]
-fn a_scale_down_under_load_loses_nothing_and_the_removed_pods_stop_getting_rpcs() {
+fn a_scale_down_under_load_loses_nothing_in_flight_and_the_removed_pods_stop_getting_rpcs() {
     let doc = demo("scale-down");
     let (off, on) = mesh_off_then_on(&doc);
-    for phase in [off, on] {
-        assert_eq!(phase["errors"], 0, "{phase}");
-    }
+    // the client on its own hears GOAWAY and finds the pods gone from DNS already
+    assert_eq!(off["errors"], 0, "{off}");
+    // the sidecar may still send new RPCs to the leaving pods until istiod's push reaches it; what
+    // fails is a refused connection after Istio's two retries, never an RPC in flight
+    let errors = on["errors"].as_u64().unwrap();
+    assert!(errors <= 10, "{on}");
+    assert!(
+        on["errors_by_code"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .all(|code| code == "Unavailable"),
+        "{on}"
+    );
+    assert!(on["rpcs"].as_u64().unwrap() > 100 * errors, "{on}");
     let removed = count(off, "server-v1-2") + count(off, "server-v1-3") + count(off, "server-v1-4");
     assert!(removed * 10 < off["rpcs"].as_u64().unwrap(), "{off}");
 }
 
 #[test]
+fn a_headless_service_leaves_a_pick_first_client_pinned_behind_its_sidecar_and_the_clusterip_is_balanced()
+ {
+    let (doc, table, page) = demo_with_table("headless-sidecar");
+    let [headless, clusterip] = &phases(&doc)[..] else {
+        panic!("two phases: {doc}")
+    };
+    for p in [headless, clusterip] {
+        assert_eq!(p["mesh"], true, "{p}");
+        assert_eq!(p["errors"], 0, "{p}");
+    }
+    assert_eq!(
+        busy(headless),
+        1,
+        "passed through to the one pod picked: {headless}"
+    );
+    assert!(
+        (headless["jain"].as_f64().unwrap() - 0.333).abs() < 0.01,
+        "{headless}"
+    );
+    assert_eq!(busy(clusterip), 3, "balanced by the sidecar: {clusterip}");
+    assert!(clusterip["jain"].as_f64().unwrap() > 0.9, "{clusterip}");
+    assert_lesson_everywhere(&doc, &table, &page, &["passthrough", "pick_first"]);
+}
+
+/// How many pods got RPCs in a phase.
+fn busy(phase: &Value) -> usize {
+    phase["by_server"]
+        .as_object()
+        .unwrap()
+        .values()
+        .filter(|v| v.as_u64() > Some(0))
+        .count()
+}
+
+#[test]
+fn a_pick_first_experiment_through_a_headless_service_with_the_mesh_on_stays_on_one_pod() {
+    let watched = on_the_twin(&[
+        "experiment",
+        "--local",
+        "--debug",
+        "--json",
+        "--exposure",
+        "headless",
+        "--lb",
+        "pick_first",
+        "--rpcs",
+        "200",
+    ]);
+    let doc = document(&watched, &watched.run.stdout, "experiment");
+    let p = &phases(&doc)[0];
+    assert_eq!(p["name"], "mesh on: headless Service, pick_first");
+    assert_eq!(busy(p), 1, "{p}");
+}
+
+#[test]
 fn an_experiment_runs_the_users_routes_and_servers() {
     let routes = format!("{}/../gateway/httproute.yaml", env!("CARGO_MANIFEST_DIR"));
-    let run = xtask(&[
+    let watched = on_the_twin(&[
         "experiment",
         "--local",
         "--debug",
@@ -295,12 +443,51 @@ fn an_experiment_runs_the_users_routes_and_servers() {
         "--rpcs",
         "300",
     ]);
-    assert_eq!(run.code, 0, "{}", run.stderr);
-    let doc: Value = serde_json::from_str(&run.stdout).unwrap();
+    let doc = document(&watched, &watched.run.stdout, "experiment");
     let p = &phases(&doc)[0];
     assert!(p["rpcs"].as_u64().unwrap() >= 300, "{p}");
     assert_eq!(share(p, "v1"), 1.0, "the route sends 100/0: {p}");
     assert_eq!(p["by_server"].as_object().unwrap().len(), 3, "{p}");
+}
+
+#[test]
+fn a_warning_is_printed_once_and_kept_in_the_phase_it_arose_in() {
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("warning-route-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("route.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: missing}\nspec:\n  parentRefs: [{group: \"\", kind: Service, name: server}]\n  rules:\n  - backendRefs:\n    - {name: server-v1, port: 50051, weight: 1}\n    - {name: server-v3, port: 50051, weight: 1}\n",
+    )
+    .unwrap();
+    let watched = on_the_twin(&[
+        "experiment",
+        "--local",
+        "--debug",
+        "--json",
+        "--rpcs",
+        "200",
+        "--routes",
+        file.to_str().unwrap(),
+    ]);
+    let doc = document(&watched, &watched.run.stdout, "experiment");
+    let warnings = phases(&doc)[0]["warnings"].as_array().unwrap().clone();
+    assert_eq!(warnings.len(), 1, "{doc}");
+    let warning = warnings[0].as_str().unwrap();
+    assert!(warning.contains("server-v3"), "{warning}");
+    let printed: Vec<_> = watched
+        .run
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("warning:"))
+        .collect();
+    assert_eq!(
+        printed,
+        [format!("warning: {warning}")],
+        "{}",
+        watched.run.stderr
+    );
 }
 
 #[test]
@@ -353,7 +540,6 @@ fn an_unknown_scenario_is_a_one_line_error() {
 
 #[test]
 fn editing_the_route_file_during_an_experiment_pushes_it_live() {
-    use std::io::{BufRead, BufReader};
     let dir = std::env::temp_dir().join(format!("xtask-live-route-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("route.yaml");
@@ -363,8 +549,9 @@ fn editing_the_route_file_during_an_experiment_pushes_it_live() {
         )
     };
     std::fs::write(&file, route(100, 0)).unwrap();
-    let mut child = Command::new(XTASK)
-        .args([
+    let mut edited = false;
+    let watched = common::xtask_watched_with(
+        &[
             "experiment",
             "--local",
             "--debug",
@@ -373,34 +560,48 @@ fn editing_the_route_file_during_an_experiment_pushes_it_live() {
             "v1=1,v2=1",
             "--duration",
             "4s",
-        ])
-        .arg("--routes")
-        .arg(&file)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut seen = String::new();
-    let mut edited = false;
-    for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-        seen.push_str(&line);
-        seen.push('\n');
-        if !edited && line.contains("phase 1/1") {
-            std::fs::write(&file, route(0, 100)).unwrap();
-            edited = true;
-        }
-    }
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{seen}");
-    assert!(seen.contains("changed: pushed to the mesh"), "{seen}");
-    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+            "--routes",
+            file.to_str().unwrap(),
+        ],
+        LIMIT,
+        |line| {
+            if !edited && line.contains("phase 1/1") {
+                std::fs::write(&file, route(0, 100)).unwrap();
+                edited = true;
+            }
+        },
+    );
+    watched.assert_nothing_left(&["hello-server", "hello-client", "envoy"]);
+    let stderr = &watched.run.stderr;
+    assert!(stderr.contains("changed: pushed to the mesh"), "{stderr}");
+    let doc = document(&watched, &watched.run.stdout, "experiment");
     let p = &phases(&doc)[0];
     assert!(
         share(p, "v2") > 0.2,
         "after the edit v2 gets the traffic: {p}"
     );
     assert_eq!(p["errors"], 0, "{p}");
-    assert_nothing_left(&seen);
+}
+
+#[test]
+fn every_run_on_the_twin_names_its_work_directory_at_the_start() {
+    let watched = on_the_twin(&["demo", "clusterip", "--local", "--debug", "--json"]);
+    let stderr = &watched.run.stderr;
+    let first = stderr
+        .lines()
+        .position(|l| l.contains("==> twin on 127."))
+        .unwrap_or_else(|| panic!("no line names the twin: {stderr}"));
+    let phase = stderr
+        .lines()
+        .position(|l| l.contains("phase 1/1"))
+        .unwrap();
+    assert!(first < phase, "before the first phase: {stderr}");
+    let (_, work_dir) = watched.twin.clone().unwrap();
+    assert!(work_dir.contains("/target/twin/clusterip-"), "{work_dir}");
+    assert!(
+        std::path::Path::new(&work_dir)
+            .join("server-v1-0.log")
+            .is_file(),
+        "the pods' logs are in {work_dir}"
+    );
 }

@@ -245,7 +245,7 @@ fn the_kill_plan_sigkills_a_container_on_its_node_and_waits_for_that_pod_not_the
         &plan,
         "run: docker exec <node> crictl stop --timeout 0 <id of server-v1-pod1/hello-server> (SIGKILL)",
     );
-    assert_eq!(kills.len(), 2, "one a phase: {plan}");
+    assert_eq!(kills.len(), 3, "one a phase: {plan}");
     let rollouts = steps_with(&plan, "wait: deployment gml-kill/server-v1 rolled out");
     assert!(
         rollouts.iter().all(|r| r < &kills[0]),

@@ -86,6 +86,12 @@ fn a_demo_writes_a_report_that_chromium_renders_with_a_chart_per_phase_and_the_t
         "the path is printed: {stderr}"
     );
     let doc: Value = serde_json::from_str(&out.stdout).expect("stdout is the json document alone");
+    let beside: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
+    assert_eq!(
+        beside, doc,
+        "report.json beside the page is the document printed"
+    );
     let phases = doc["phases"].as_array().unwrap().len();
     assert!(phases >= 2);
 

@@ -270,16 +270,9 @@ mod tests {
 
     /// The kill demo as issue 10 asks for it: mesh-on phases through the ClusterIP Service, and a third
     /// phase with `reset` added to Istio's retry policy.
+    /// The kill scenario: its mesh-on phases through the ClusterIP Service, the last with retries on reset.
     fn kill_with_retries() -> Scenario {
-        let mut s = crate::scenario::get("kill").unwrap();
-        for phase in s.phases.iter_mut().filter(|p| p.mesh == Mesh::Sidecar) {
-            phase.exposure = Some(Exposure::ClusterIp);
-        }
-        let mut retry = s.phases[1].clone();
-        retry.name = "mesh on, retry on reset: a pod killed";
-        retry.retries = Retries::WithReset;
-        s.phases.push(retry);
-        s
+        crate::scenario::get("kill").unwrap()
     }
 
     #[test]

@@ -46,11 +46,15 @@ fn report() -> Report {
         &servers(),
     );
     second.changes = vec!["setting weights server-v1=75 server-v2=25".into()];
+    second.warnings = vec!["HTTPRoute default/x: backendRef server-v3 does not exist".into()];
+    let scenario = scenario();
     Report {
         scenario: "httproute".into(),
+        title: scenario.title.into(),
         backend: "local",
         interval_ms: 250,
         phases: vec![first, second],
+        lesson: scenario.lesson.into(),
     }
 }
 
@@ -66,6 +70,38 @@ fn the_page_has_a_chart_per_phase_a_timeline_and_the_latencies() {
     assert_eq!(html.matches("<svg class=\"latency\"").count(), 1);
     assert!(html.contains("Phase 2: 75/25 (mesh on)"), "{html}");
     assert!(html.contains("client reports every 250 ms"));
+}
+
+#[test]
+fn each_phase_shows_its_own_warnings_and_the_page_the_lesson() {
+    let html = render(&report(), &scenario());
+    let warning = "warning: HTTPRoute default/x: backendRef server-v3 does not exist";
+    assert_eq!(html.matches(warning).count(), 1, "{html}");
+    let second = &html[html.find("id=\"phase-2\"").unwrap()..];
+    assert!(
+        second.contains(warning),
+        "in the second phase's card: {html}"
+    );
+    assert!(html.contains(&esc(scenario().lesson)), "{html}");
+}
+
+#[test]
+fn the_report_directory_holds_the_page_and_the_json_document() {
+    let dir = std::env::temp_dir().join(format!("gml-report-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let report = report();
+    let page = write(&report, &scenario(), &dir).unwrap();
+    assert_eq!(page, dir.join("index.html"));
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
+    assert_eq!(doc, serde_json::to_value(&report).unwrap());
+    assert_eq!(
+        doc["phases"][1]["warnings"][0],
+        report.phases[1].warnings[0]
+    );
+    assert_eq!(doc["phases"][0]["warnings"], json!([]));
+    assert_eq!(doc["lesson"], scenario().lesson);
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]

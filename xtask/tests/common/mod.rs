@@ -19,30 +19,60 @@ pub struct Run {
 /// Runs `command` to its end with stdin closed. Past `limit` it gets SIGTERM (so that it stops what
 /// it started) and the test fails.
 pub fn run(command: &mut Command, limit: Duration) -> Run {
-    let child = command
+    run_watching(command, limit, |_| {})
+}
+
+/// As [`run`], and hands each line of stderr to `on_line` as it comes, while the command runs.
+pub fn run_watching(
+    command: &mut Command,
+    limit: Duration,
+    mut on_line: impl FnMut(&str) + Send,
+) -> Run {
+    use std::io::{BufRead, Read};
+    let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-    let out = std::thread::scope(|s| {
-        let waiter = s.spawn(|| child.wait_with_output());
+    let mut stdout = child.stdout.take().expect("piped");
+    let stderr = child.stderr.take().expect("piped");
+    std::thread::scope(|s| {
+        let out = s.spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = stdout.read_to_end(&mut bytes);
+            String::from_utf8_lossy(&bytes).into_owned()
+        });
+        let err = s.spawn(move || {
+            let mut all = String::new();
+            let mut reader = std::io::BufReader::new(stderr);
+            let mut line = Vec::new();
+            while reader.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
+                let text = String::from_utf8_lossy(&line).into_owned();
+                on_line(text.trim_end_matches('\n'));
+                all.push_str(&text);
+                line.clear();
+            }
+            all
+        });
         let end = Instant::now() + limit;
-        while !waiter.is_finished() {
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait for the command") {
+                break status;
+            }
             if Instant::now() > end {
                 let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
                 panic!("{command:?} ran longer than {limit:?}");
             }
             std::thread::sleep(Duration::from_millis(50));
+        };
+        Run {
+            code: status.code().unwrap_or(-1),
+            stdout: out.join().expect("stdout reader"),
+            stderr: err.join().expect("stderr reader"),
         }
-        waiter.join().unwrap().expect("wait for the command")
-    });
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    })
 }
 
 /// Runs the xtask binary with `args`, within `limit`.
@@ -64,28 +94,47 @@ pub fn twin_of(stderr: &str) -> Option<(String, String)> {
     Some((block, work_dir))
 }
 
+/// A process the /proc scan found: its pid, its program's file name, its command line.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Found {
+    pub pid: u32,
+    pub program: String,
+    pub cmdline: String,
+}
+
+/// The processes now running with a server address of `block` in their environment
+/// (`LISTEN_ADDR=127.X.Y.…`) or any of `markers` in their command line.
+pub fn processes_of(block: &str, markers: &[&str]) -> Vec<Found> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
+            continue;
+        };
+        let path = entry.path();
+        let environ = std::fs::read(path.join("environ")).unwrap_or_default();
+        let cmdline = std::fs::read(path.join("cmdline")).unwrap_or_default();
+        let environ = String::from_utf8_lossy(&environ);
+        let cmdline = String::from_utf8_lossy(&cmdline);
+        if environ.contains(&format!("LISTEN_ADDR={block}."))
+            || markers.iter().any(|m| cmdline.contains(m))
+        {
+            let program = cmdline.split('\0').next().unwrap_or_default();
+            found.push(Found {
+                pid,
+                program: program.rsplit('/').next().unwrap_or_default().to_owned(),
+                cmdline: cmdline.replace('\0', " ").trim_end().to_owned(),
+            });
+        }
+    }
+    found
+}
+
 /// Waits (up to 10s) until no process is left with a server address of `block` in its environment
 /// or any of `markers` in its command line; fails naming those that are.
 pub fn assert_no_process_left(block: &str, markers: &[&str]) {
     let end = Instant::now() + Duration::from_secs(10);
     loop {
-        let mut left = Vec::new();
-        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-            let path = entry.path();
-            let environ = std::fs::read(path.join("environ")).unwrap_or_default();
-            let cmdline = std::fs::read(path.join("cmdline")).unwrap_or_default();
-            let environ = String::from_utf8_lossy(&environ);
-            let cmdline = String::from_utf8_lossy(&cmdline);
-            if environ.contains(&format!("LISTEN_ADDR={block}."))
-                || markers.iter().any(|m| cmdline.contains(m))
-            {
-                left.push(format!(
-                    "{}: {}",
-                    path.display(),
-                    cmdline.replace('\0', " ")
-                ));
-            }
-        }
+        let left = processes_of(block, markers);
         if left.is_empty() {
             return;
         }
@@ -94,5 +143,106 @@ pub fn assert_no_process_left(block: &str, markers: &[&str]) {
             "processes left running after xtask exited: {left:?}"
         );
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// What marks a local run's processes besides a server's `LISTEN_ADDR`: the work directory (every
+/// Envoy's bootstrap lives there) and the twin's DNS server in the client's target
+/// (`dns://127.X.Y.1:PORT/...`).
+fn twin_markers(block: &str, work_dir: &str) -> [String; 2] {
+    [work_dir.to_owned(), format!("//{block}.")]
+}
+
+/// A finished run of a command that started a twin, and what the /proc scan saw while it ran.
+pub struct Watched {
+    pub run: Run,
+    /// The twin's block (`127.X.Y`) and work directory, from the line the run printed at its start.
+    pub twin: Option<(String, String)>,
+    /// Every process of the twin the scan found while the command ran.
+    pub seen: std::collections::BTreeSet<Found>,
+}
+
+impl Watched {
+    /// Whether the scan saw a process of this program (`hello-server`, `hello-client`, `envoy`).
+    pub fn saw(&self, program: &str) -> bool {
+        self.seen.iter().any(|f| f.program == program)
+    }
+
+    /// The check that nothing is left can fail: the run named its twin, and the same scan found
+    /// `programs` running while it ran. Then nothing of the twin is left.
+    pub fn assert_nothing_left(&self, programs: &[&str]) {
+        let Some((block, work_dir)) = &self.twin else {
+            panic!(
+                "the run never printed the line naming its twin: {}",
+                self.run.stderr
+            );
+        };
+        for program in programs {
+            assert!(
+                self.saw(program),
+                "the scan never found {program} running: it cannot tell whether one is left (saw {:?})",
+                self.seen
+            );
+        }
+        let markers = twin_markers(block, work_dir);
+        assert_no_process_left(block, &[&markers[0], &markers[1]]);
+    }
+}
+
+/// How often the scan of a watched run looks at /proc.
+const SCAN_EVERY: Duration = Duration::from_millis(100);
+
+/// Runs the xtask binary with `args` within `limit`. Once it prints the line naming its twin
+/// (`twin on 127.X.Y.0/24, logs in DIR`), /proc is scanned for the twin's processes at each line of
+/// stderr and every [`SCAN_EVERY`] until it exits.
+pub fn xtask_watched(args: &[&str], limit: Duration) -> Watched {
+    xtask_watched_with(args, limit, |_| {})
+}
+
+/// As [`xtask_watched`], and hands each line of stderr to `on_line` first.
+pub fn xtask_watched_with(
+    args: &[&str],
+    limit: Duration,
+    mut on_line: impl FnMut(&str) + Send,
+) -> Watched {
+    use std::sync::{
+        Mutex,
+        atomic::{AtomicBool, Ordering},
+    };
+    let twin: Mutex<Option<(String, String)>> = Mutex::new(None);
+    let seen = Mutex::new(std::collections::BTreeSet::new());
+    let done = AtomicBool::new(false);
+    let scan = || {
+        let Some((block, work_dir)) = twin.lock().unwrap().clone() else {
+            return;
+        };
+        let markers = twin_markers(&block, &work_dir);
+        let found = processes_of(&block, &[&markers[0], &markers[1]]);
+        seen.lock().unwrap().extend(found);
+    };
+    let run = std::thread::scope(|s| {
+        s.spawn(|| {
+            while !done.load(Ordering::Relaxed) {
+                scan();
+                std::thread::sleep(SCAN_EVERY);
+            }
+        });
+        let run = run_watching(Command::new(XTASK).args(args), limit, |line| {
+            on_line(line);
+            {
+                let mut twin = twin.lock().unwrap();
+                if twin.is_none() {
+                    *twin = twin_of(line);
+                }
+            }
+            scan();
+        });
+        done.store(true, Ordering::Relaxed);
+        run
+    });
+    Watched {
+        run,
+        twin: twin.into_inner().unwrap(),
+        seen: seen.into_inner().unwrap(),
     }
 }
