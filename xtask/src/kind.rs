@@ -781,6 +781,10 @@ impl<O: Ops> Backend for Kind<O> {
 
     async fn start_client(&mut self, client: &Client, mesh: Mesh) -> anyhow::Result<ClientStream> {
         let name = objects::client_name(mesh);
+        // The demo asks for a new client with the very Deployment already running (the Service
+        // changed under it): applying the same spec starts no pod, so the old one would keep its
+        // connections. A new client is a new pod, as on the twin a new process.
+        let again = matches!(&self.client, Some((running, c)) if *running == name && c == client);
         // One client at a time: the other arrangement's client stops first.
         if let Some((running, _)) = self.client.take()
             && running != name
@@ -790,6 +794,13 @@ impl<O: Ops> Backend for Kind<O> {
         }
         progress(&format!("  starting the client {name}"));
         self.deploy_client(client, mesh).await?;
+        if again {
+            progress(&format!(
+                "  a new pod of {name}, so the client connects afresh"
+            ));
+            self.ops.restart(&self.namespace, name).await?;
+            self.rollout(name).await?;
+        }
         self.client = Some((name, client.clone()));
         let (current, receiver) = watch::channel(None);
         self.current_pod = Some(current);

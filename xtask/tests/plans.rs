@@ -8,12 +8,13 @@ use std::{path::PathBuf, process::Command, sync::OnceLock};
 mod fetch;
 
 const XTASK: &str = env!("CARGO_BIN_EXE_xtask");
-const SCENARIOS: [&str; 13] = [
+const SCENARIOS: [&str; 14] = [
     "clusterip",
     "headless",
     "maxage",
     "server-proxy",
     "sidecar",
+    "headless-sidecar",
     "canary",
     "xds",
     "httproute",
@@ -285,6 +286,23 @@ fn the_compare_plan_stops_the_mesh_off_client_before_the_mesh_on_one_starts() {
         .find("    Deployment gml-compare/client-mesh-on")
         .expect("the mesh-on client is applied");
     assert!(stop < stopped && stopped < start, "{plan}");
+}
+
+#[test]
+fn a_phase_that_changes_the_service_under_the_same_client_starts_a_new_client_pod() {
+    // Applying the same client spec again starts no pod: without a restart the client would keep
+    // its connections from the headless phase and the ClusterIP phase would measure them.
+    let plan = dry_run(&["demo", "headless-sidecar", "--dry-run"]);
+    let recreated = plan
+        .find("delete: service gml-headless-sidecar/server")
+        .expect("the Service is recreated for the second phase");
+    let restart = plan
+        .find("restart: deployment gml-headless-sidecar/client-mesh-on")
+        .expect("the running client gets a new pod");
+    let follow = plan
+        .find("follow: the log of gml-headless-sidecar/client-mesh-on-pod2")
+        .expect("and the new pod's log is followed");
+    assert!(recreated < restart && restart < follow, "{plan}");
 }
 
 /// A kubeconfig whose only context (the current one) is somebody's production cluster.
