@@ -271,7 +271,9 @@ pub fn all() -> Vec<Scenario> {
                     ..phase("just scaled 3 -> 5", Off, vec![scale("v1", 5)])
                 },
                 Phase {
-                    measure: Duration::from_secs(4),
+                    // Long enough for the cluster's age too: 10s with up to 10% jitter, counted from
+                    // the client's start (the twin's 5s connections turn over twice meanwhile).
+                    measure: Duration::from_secs(12),
                     ..phase("connections reach their max age", Off, vec![])
                 },
                 phase("after max connection age", Off, vec![]),
