@@ -267,7 +267,7 @@ fn an_unknown_api_version_is_refused() {
     );
     assert_eq!(
         error_of(&yaml),
-        r#"test.yaml: document 1: GRPCRoute: unknown apiVersion "gateway.networking.k8s.io/v2" (expected gateway.networking.k8s.io/v1 or v1alpha2)"#
+        r#"test.yaml: document 1: GRPCRoute: unknown apiVersion "gateway.networking.k8s.io/v2" (expected gateway.networking.k8s.io/v1)"#
     );
     let yaml = "kind: HTTPRoute\nmetadata: {name: a}\nspec: {}\n";
     assert_eq!(
@@ -277,12 +277,19 @@ fn an_unknown_api_version_is_refused() {
 }
 
 #[test]
-fn the_former_grpcroute_version_is_accepted() {
+fn a_grpcroute_of_a_version_the_standard_crds_do_not_serve_is_refused() {
     let yaml = canary("  - backendRefs: [{name: server-v1, port: 50051}]\n").replace(
         "gateway.networking.k8s.io/v1",
         "gateway.networking.k8s.io/v1alpha2",
     );
-    assert_eq!(parse_ok(&yaml).len(), 1);
+    assert_eq!(parse_ok(&yaml.replace("v1alpha2", "v1")).len(), 1);
+    assert!(
+        error_of(&yaml).ends_with(
+            r#"GRPCRoute: unknown apiVersion "gateway.networking.k8s.io/v1alpha2" (expected gateway.networking.k8s.io/v1)"#
+        ),
+        "{}",
+        error_of(&yaml)
+    );
 }
 
 #[test]

@@ -21,10 +21,9 @@ const HTTP_ROUTE_VERSIONS: &[&str] = &[
     "gateway.networking.k8s.io/v1",
     "gateway.networking.k8s.io/v1beta1",
 ];
-const GRPC_ROUTE_VERSIONS: &[&str] = &[
-    "gateway.networking.k8s.io/v1",
-    "gateway.networking.k8s.io/v1alpha2",
-];
+/// The standard channel of Gateway API v1.5.1 serves GRPCRoute as `v1` only: a `v1alpha2` route would
+/// run on the twin and be refused by the cluster (docs/cluster-assumptions.md, row 64).
+const GRPC_ROUTE_VERSIONS: &[&str] = &["gateway.networking.k8s.io/v1"];
 
 /// An object and where it was read.
 struct Sourced {
@@ -172,7 +171,7 @@ fn read_object(value: Value, origin: &str, document: usize) -> Result<RouteObjec
             expected: if kind == HTTP_ROUTE {
                 "gateway.networking.k8s.io/v1 or v1beta1"
             } else {
-                "gateway.networking.k8s.io/v1 or v1alpha2"
+                "gateway.networking.k8s.io/v1"
             },
         });
     }
