@@ -7,6 +7,10 @@
 //!   nowhere, for a route attached to the Service's port, and for authorities Istio's virtual hosts
 //!   accept.
 
+mod common;
+
+use common::{bins, root};
+
 use std::{
     collections::BTreeMap,
     net::{IpAddr, SocketAddr},
@@ -28,13 +32,6 @@ use serde_json::Value;
 const DEADLINE: Duration = Duration::from_secs(30);
 const NAMESPACE: &str = "gml-grpcroute";
 const ROUTE_CONFIG: &str = "50051";
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
 
 fn envoy_bin() -> PathBuf {
     envoy::find(&root(), &mut |line| eprintln!("{line}")).expect("envoy is needed by these tests")
@@ -351,24 +348,6 @@ async fn the_sidecar_s_listener_runs_istio_s_connection_manager_on_two_workers()
 }
 
 // ---- a real client through the twin's sidecar ----
-
-/// Builds the apps (a no-op when they are up to date) and returns the directory of the binaries.
-fn bins() -> PathBuf {
-    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let status = Command::new(env!("CARGO"))
-                .args(["build", "--quiet", "-p", "hello-apps", "--bins"])
-                .current_dir(root())
-                .status()
-                .expect("cargo build");
-            assert!(status.success(), "building the apps failed");
-            let target = std::env::var_os("CARGO_TARGET_DIR")
-                .map_or_else(|| root().join("target"), PathBuf::from);
-            target.join("debug")
-        })
-        .clone()
-}
 
 async fn twin_with_routes(name: &str, routes: &str) -> Twin {
     let spec = TwinSpec {

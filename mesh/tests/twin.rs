@@ -1,6 +1,10 @@
 //! The twin with real processes: server pods, the client, our DNS, kube-proxy's virtual IPs and a
 //! real Envoy sidecar fed by our control plane.
 
+mod common;
+
+use common::{bins, root};
+
 use std::{
     collections::BTreeMap,
     io::{BufRead, BufReader},
@@ -17,31 +21,6 @@ use mesh::{
 use serde_json::Value;
 
 const DEADLINE: Duration = Duration::from_secs(30);
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-/// Builds the apps (a no-op when they are up to date) and returns the directory of the binaries.
-fn bins() -> PathBuf {
-    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let status = Command::new(env!("CARGO"))
-                .args(["build", "--quiet", "-p", "hello-apps", "--bins"])
-                .current_dir(root())
-                .status()
-                .expect("cargo build");
-            assert!(status.success(), "building the apps failed");
-            let target = std::env::var_os("CARGO_TARGET_DIR")
-                .map_or_else(|| root().join("target"), PathBuf::from);
-            target.join("debug")
-        })
-        .clone()
-}
 
 fn envoy() -> PathBuf {
     mesh::envoy::find(&root(), &mut |line| eprintln!("{line}"))

@@ -123,7 +123,7 @@ pub fn show(split: &Split) -> String {
 }
 
 /// Every `route_config` of the dump's `RoutesConfigDump`, static and dynamic.
-fn route_configs(dump: &Value) -> impl Iterator<Item = &Value> {
+pub fn route_configs(dump: &Value) -> impl Iterator<Item = &Value> {
     dump["configs"]
         .as_array()
         .into_iter()

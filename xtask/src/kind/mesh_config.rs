@@ -134,26 +134,8 @@ pub fn check_dump(dump: &Value, host: &str, expected: &BTreeSet<String>) -> Resu
                 .any(|d| d == host || d.starts_with(&with_port))
         })
     };
-    let routes: Vec<&Value> = dump["configs"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|c| {
-            c["@type"]
-                .as_str()
-                .is_some_and(|t| t.ends_with("RoutesConfigDump"))
-        })
-        .flat_map(|c| {
-            ["static_route_configs", "dynamic_route_configs"]
-                .into_iter()
-                .flat_map(move |key| c[key].as_array().into_iter().flatten())
-        })
-        .flat_map(|entry| {
-            entry["route_config"]["virtual_hosts"]
-                .as_array()
-                .into_iter()
-                .flatten()
-        })
+    let routes: Vec<&Value> = crate::cluster::route_check::route_configs(dump)
+        .flat_map(|config| config["virtual_hosts"].as_array().into_iter().flatten())
         .filter(serves)
         .flat_map(|vh| vh["routes"].as_array().into_iter().flatten())
         .collect();
