@@ -1176,6 +1176,17 @@ async fn a_namespace_still_terminating_from_an_interrupted_run_refuses_creates_a
 
 // ---- a phase's exposure re-creates the Service ------------------------------------------------------------------
 
+/// The Service `server` as the API server answers a GET or DELETE of it: the object, or a 404.
+fn found_or_404(service: Option<Value>) -> Reply {
+    match service {
+        Some(s) => Reply::Json(200, s),
+        None => Reply::Json(
+            404,
+            mock::status(404, "NotFound", "services \"server\" not found"),
+        ),
+    }
+}
+
 /// The Service `server` as the API server keeps it: an update may not change `clusterIP` between
 /// `None` and an address (`ValidateServiceUpdate`: "may not change once set"), and an update that leaves
 /// it out keeps the old one (`patchAllocatedValues`); a create without one gets an address.
@@ -1219,25 +1230,13 @@ fn service_registry(mock: &Mock) -> Arc<Mutex<Option<Value>>> {
     mock.on(
         "GET",
         &path,
-        Reply::func(move |_| match on_get.lock().unwrap().clone() {
-            Some(s) => Reply::Json(200, s),
-            None => Reply::Json(
-                404,
-                mock::status(404, "NotFound", "services \"server\" not found"),
-            ),
-        }),
+        Reply::func(move |_| found_or_404(on_get.lock().unwrap().clone())),
     );
     let on_delete = Arc::clone(&current);
     mock.on(
         "DELETE",
         &path,
-        Reply::func(move |_| match on_delete.lock().unwrap().take() {
-            Some(s) => Reply::Json(200, s),
-            None => Reply::Json(
-                404,
-                mock::status(404, "NotFound", "services \"server\" not found"),
-            ),
-        }),
+        Reply::func(move |_| found_or_404(on_delete.lock().unwrap().take())),
     );
     let on_list = Arc::clone(&current);
     mock.on(
