@@ -9,6 +9,7 @@ pub mod dns;
 pub mod envoy;
 pub mod gateway;
 pub mod model;
+pub mod process;
 pub mod translate;
 pub mod twin;
 pub mod xds;

@@ -385,7 +385,7 @@ impl Twin {
         }
         let mut victim = pods.remove(0);
         let name = victim.name.clone();
-        victim.kill().await;
+        victim.kill();
         let exited = Instant::now();
         tokio::time::sleep_until(self.relist.next_at_or_after(exited)).await;
         self.endpoints_changed().await?;

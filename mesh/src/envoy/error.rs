@@ -196,6 +196,10 @@ pub enum EnvoyError {
         timeout: Duration,
     },
 
+    /// The Envoy process could not be watched or stopped.
+    #[error(transparent)]
+    Process(crate::process::ProcessError),
+
     /// Envoy rejected a configuration.
     #[error("envoy rejected the configuration: {message}")]
     Invalid {

@@ -1,27 +1,22 @@
 //! Running Envoy: [`start`], [`Envoy`], and [`validate`].
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
+use std::fs;
 use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
 use serde_json::{Value, json};
-use tokio::time::{Instant, sleep, timeout};
+use tokio::time::timeout;
 use tracing::{debug, warn};
 
 use super::{EnvoyError, admin};
+use crate::process::{Output, Process, ProcessError};
 
 /// How long [`start`] waits for Envoy to say `LIVE`.
 const READY_TIMEOUT: Duration = Duration::from_secs(15);
-
-/// How often [`start`] looks at the admin address file and asks `/ready`, and how often
-/// [`Envoy::stop`] looks whether Envoy has exited.
-const POLL_INTERVAL: Duration = Duration::from_millis(25);
 
 /// How long [`Envoy::stop`] waits after SIGTERM before it sends SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(5);
@@ -38,9 +33,6 @@ const LOG_LEVEL: &str = "warn";
 /// CPU limit, `2000m` in the default values (`manifests/charts/istio-control/istio-discovery/`
 /// `values.yaml`: `global.proxy.resources.limits.cpu`).
 pub const CONCURRENCY: u32 = 2;
-
-/// How many lines of its log an error shows when Envoy exits before it is ready.
-const LOG_TAIL_LINES: usize = 5;
 
 /// Base ids are drawn from this range when none is given. Hot restart is disabled, so the base
 /// id names no shared memory; a random one keeps Envoys apart all the same if it is ever enabled.
@@ -66,7 +58,7 @@ pub struct EnvoyConfig {
 /// A running Envoy, killed (SIGKILL) and reaped when dropped.
 #[derive(Debug)]
 pub struct Envoy {
-    child: Child,
+    process: Process,
     admin_addr: SocketAddr,
     log_path: PathBuf,
     bootstrap_path: PathBuf,
@@ -101,16 +93,9 @@ pub async fn start(bin: &Path, config: &EnvoyConfig) -> Result<Envoy, EnvoyError
         _ => {}
     }
     write_json(&bootstrap_path, &bootstrap)?;
-    let log = File::create(&log_path).map_err(|source| EnvoyError::Write {
-        path: log_path.clone(),
-        source,
-    })?;
-    let log_for_stdout = log.try_clone().map_err(|source| EnvoyError::Write {
-        path: log_path.clone(),
-        source,
-    })?;
 
-    let child = Command::new(bin)
+    let mut command = Command::new(bin);
+    command
         .arg("-c")
         .arg(&bootstrap_path)
         .arg("--admin-address-path")
@@ -119,23 +104,26 @@ pub async fn start(bin: &Path, config: &EnvoyConfig) -> Result<Envoy, EnvoyError
         .args(["--concurrency", &CONCURRENCY.to_string()])
         .args(["--base-id", &base_id.to_string()])
         .arg("--disable-hot-restart")
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(log_for_stdout))
-        .stderr(Stdio::from(log))
-        .spawn()
-        .map_err(|source| EnvoyError::Spawn {
-            path: bin.to_path_buf(),
-            source,
-        })?;
-    let mut envoy = Envoy {
-        child,
-        admin_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        .current_dir(dir);
+    let output = Output::Log {
+        path: log_path.clone(),
+        append: false,
+        stdout: true,
+    };
+    let name = format!("envoy {}", config.node_id);
+    let mut process =
+        Process::spawn(name, command, output).map_err(|e| envoy_error(e, bin, &log_path))?;
+    let admin_addr = process
+        .wait_ready(READY_TIMEOUT, || ready(admin_path.clone()))
+        .await
+        .map_err(|e| envoy_error(e, bin, &log_path))?;
+    let envoy = Envoy {
+        process,
+        admin_addr,
         log_path,
         bootstrap_path,
         base_id,
     };
-    envoy.admin_addr = envoy.wait_ready(bin, &admin_path).await?;
     debug!(
         pid = envoy.pid(),
         admin = %envoy.admin_addr,
@@ -153,7 +141,7 @@ impl Envoy {
 
     /// The process id.
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.process.pid()
     }
 
     /// The file that holds Envoy's stdout and stderr.
@@ -212,103 +200,56 @@ impl Envoy {
 
     /// Shuts Envoy down: SIGTERM, then SIGKILL if it has not exited within 5 s; reaps it.
     pub async fn stop(mut self) {
-        if !matches!(self.child.try_wait(), Ok(None)) {
-            return;
-        }
-        if let Err(e) = kill(self.nix_pid(), Signal::SIGTERM) {
-            warn!(pid = self.pid(), error = %e, "cannot send SIGTERM to envoy");
-        }
-        let exited = timeout(STOP_GRACE, async {
-            loop {
-                match self.child.try_wait() {
-                    Ok(None) => sleep(POLL_INTERVAL).await,
-                    Ok(Some(_)) | Err(_) => return,
-                }
-            }
-        })
-        .await;
-        if exited.is_err() {
-            warn!(
-                pid = self.pid(),
-                "envoy did not exit within {STOP_GRACE:?} of SIGTERM; killing it"
-            );
-        }
-        // drop sends SIGKILL if it still runs, and reaps it
-    }
-
-    fn nix_pid(&self) -> Pid {
-        Pid::from_raw(i32::try_from(self.child.id()).unwrap_or(i32::MAX))
-    }
-
-    /// Waits until the admin address file names the admin listener and `/ready` says `LIVE`,
-    /// failing early if Envoy exits.
-    async fn wait_ready(
-        &mut self,
-        bin: &Path,
-        admin_path: &Path,
-    ) -> Result<SocketAddr, EnvoyError> {
-        let deadline = Instant::now() + READY_TIMEOUT;
-        let mut addr: Option<SocketAddr> = None;
-        let mut last = String::from("it has not written its admin address yet");
-        loop {
-            match self.child.try_wait() {
-                Ok(None) => {}
-                Ok(Some(status)) => {
-                    return Err(EnvoyError::Exited {
-                        status,
-                        tail: log_tail(&self.log_path),
-                        log: self.log_path.clone(),
-                    });
-                }
-                Err(source) => {
-                    return Err(EnvoyError::Spawn {
-                        path: bin.to_path_buf(),
-                        source,
-                    });
-                }
-            }
-            if addr.is_none() {
-                addr = fs::read_to_string(admin_path)
-                    .ok()
-                    .and_then(|text| text.trim().parse().ok());
-            }
-            if let Some(addr) = addr {
-                let remaining = deadline.saturating_duration_since(Instant::now());
-                match timeout(remaining, admin::get(addr, "/ready")).await {
-                    Ok(Ok((status, body))) if status.is_success() && body.trim() == "LIVE" => {
-                        return Ok(addr);
-                    }
-                    Ok(Ok((status, body))) => {
-                        last = format!("/ready answered {} {}", status.as_u16(), body.trim());
-                    }
-                    Ok(Err(e)) => last = e.to_string(),
-                    Err(_) => {}
-                }
-            }
-            if Instant::now() >= deadline {
-                return Err(EnvoyError::NotReady {
-                    timeout: READY_TIMEOUT,
-                    last,
-                    log: self.log_path.clone(),
-                });
-            }
-            sleep(POLL_INTERVAL).await;
+        if let Err(error) = self.process.stop(STOP_GRACE).await {
+            warn!(pid = self.pid(), %error, "envoy did not stop cleanly");
         }
     }
 }
 
-impl Drop for Envoy {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            if let Err(e) = self.child.kill() {
-                warn!(pid = self.pid(), error = %e, "cannot kill envoy");
-                return;
-            }
-            // SIGKILL cannot be caught: this wait is short
-            if let Err(e) = self.child.wait() {
-                warn!(pid = self.pid(), error = %e, "cannot reap envoy");
+/// Envoy's readiness: its admin address file names the admin listener (the address found), and
+/// `/ready` there says `LIVE`; else what was seen instead.
+async fn ready(admin_path: PathBuf) -> Result<SocketAddr, String> {
+    let addr: SocketAddr = fs::read_to_string(&admin_path)
+        .ok()
+        .and_then(|text| text.trim().parse().ok())
+        .ok_or_else(|| "it has not written its admin address yet".to_owned())?;
+    match admin::get(addr, "/ready").await {
+        Ok((status, body)) if status.is_success() && body.trim() == "LIVE" => Ok(addr),
+        Ok((status, body)) => Err(format!(
+            "/ready answered {} {}",
+            status.as_u16(),
+            body.trim()
+        )),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// An error of starting Envoy, in the words of [`EnvoyError`]: the log's end when it exited
+/// early, the log file when it was not ready in time.
+fn envoy_error(error: ProcessError, bin: &Path, log: &Path) -> EnvoyError {
+    match error {
+        ProcessError::Spawn { source, .. } | ProcessError::Wait { source, .. } => {
+            EnvoyError::Spawn {
+                path: bin.to_path_buf(),
+                source,
             }
         }
+        ProcessError::Log { path, source, .. } => EnvoyError::Write { path, source },
+        ProcessError::Exited { status, tail, .. } => EnvoyError::Exited {
+            status,
+            log: log.to_path_buf(),
+            tail: if tail.lines().is_empty() {
+                "(empty)".to_owned()
+            } else {
+                tail.lines().join(" | ")
+            },
+        },
+        ProcessError::NotReady { limit, last, .. } => EnvoyError::NotReady {
+            timeout: limit,
+            last: last.unwrap_or_else(|| "no answer from its admin listener".to_owned()),
+            log: log.to_path_buf(),
+        },
+        other => EnvoyError::Process(other),
     }
 }
 
@@ -459,20 +400,6 @@ fn file_safe(name: &str) -> String {
     } else {
         safe
     }
-}
-
-/// The last lines of a log, joined by ` | `.
-fn log_tail(path: &Path) -> String {
-    let text = fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text
-        .lines()
-        .map(str::trim)
-        .filter(|line| !line.is_empty())
-        .collect();
-    if lines.is_empty() {
-        return "(empty)".to_owned();
-    }
-    lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join(" | ")
 }
 
 fn create_dir(dir: &Path) -> Result<(), EnvoyError> {

@@ -3,35 +3,36 @@
 use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
-    process::Stdio,
+    process::{Command, ExitStatus, Stdio},
     time::Duration,
 };
 
-use tokio::{process::Child, time::Instant};
+use crate::process::{Output, Process, ProcessError, StderrTail};
 
 /// How long a pod may take to accept connections.
 pub const READY_DEADLINE: Duration = Duration::from_secs(15);
 
 #[derive(Debug, thiserror::Error)]
 pub enum PodError {
-    #[error("cannot start pod {name} ({bin})")]
-    Spawn {
-        name: String,
-        bin: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("pod {name} exited before it listened on {addr}: {log}")]
+    /// The pod's process could not be started, watched or stopped.
+    #[error(transparent)]
+    Process(#[from] ProcessError),
+    #[error("{name} exited ({status}) before listening on {addr}{tail}")]
     Exited {
         name: String,
         addr: SocketAddr,
-        log: String,
+        status: ExitStatus,
+        tail: StderrTail,
     },
-    #[error("pod {name} did not listen on {addr} within {secs}s")]
+    #[error(
+        "{name} did not listen on {addr} within {limit}{tail}",
+        limit = humantime::format_duration(*.limit)
+    )]
     NotReady {
         name: String,
         addr: SocketAddr,
-        secs: u64,
+        limit: Duration,
+        tail: StderrTail,
     },
 }
 
@@ -42,7 +43,7 @@ pub struct Pod {
     pub addr: SocketAddr,
     /// How often its container was started again after it died (the pod's restart count).
     pub restarts: u32,
-    child: Child,
+    process: Process,
     log: PathBuf,
     /// What the container is started with, again after a restart.
     bin: PathBuf,
@@ -64,7 +65,7 @@ impl Pod {
     /// Starts the pod and waits until it accepts connections.
     pub async fn start(spec: PodSpec<'_>) -> Result<Pod, PodError> {
         let log = spec.log_dir.join(format!("{}.log", spec.name));
-        let child = spawn(
+        let process = spawn(
             spec.bin,
             &spec.name,
             &spec.version,
@@ -78,20 +79,21 @@ impl Pod {
             version: spec.version,
             addr: spec.addr,
             restarts: 0,
-            child,
+            process,
             log,
             bin: spec.bin.to_path_buf(),
             env: spec.env,
         };
-        pod.wait_ready().await?;
+        wait_listening(&mut pod.process, pod.addr, READY_DEADLINE).await?;
         Ok(pod)
     }
 
     /// Starts the pod's container again, as the kubelet does after it died: same name, same
     /// address, its log continued; waits until it accepts connections.
     pub async fn restart(&mut self) -> Result<(), PodError> {
-        let _ = self.child.kill().await;
-        self.child = spawn(
+        // Gone before the new one binds its address.
+        self.process.kill();
+        self.process = spawn(
             &self.bin,
             &self.name,
             &self.version,
@@ -101,66 +103,27 @@ impl Pod {
             true,
         )?;
         self.restarts += 1;
-        self.wait_ready().await
+        wait_listening(&mut self.process, self.addr, READY_DEADLINE).await
     }
 
-    async fn wait_ready(&mut self) -> Result<(), PodError> {
-        let end = Instant::now() + READY_DEADLINE;
-        loop {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return Err(PodError::Exited {
-                    name: self.name.clone(),
-                    addr: self.addr,
-                    log: self.last_log_line(),
-                });
-            }
-            if tokio::net::TcpStream::connect(self.addr).await.is_ok() {
-                return Ok(());
-            }
-            if Instant::now() > end {
-                return Err(PodError::NotReady {
-                    name: self.name.clone(),
-                    addr: self.addr,
-                    secs: READY_DEADLINE.as_secs(),
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    fn last_log_line(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        text.lines()
-            .last()
-            .unwrap_or("(no output)")
-            .trim()
-            .to_owned()
-    }
-
+    /// The process id, while its process has not been seen to exit.
     pub fn pid(&self) -> Option<u32> {
-        self.child.id()
+        self.process
+            .exit_status()
+            .is_none()
+            .then(|| self.process.pid())
     }
 
-    /// SIGTERM, then wait for a graceful exit up to `deadline`, then SIGKILL.
-    pub async fn stop(mut self, deadline: Duration) {
-        if let Some(pid) = self.child.id() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid as i32),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-        }
-        if tokio::time::timeout(deadline, self.child.wait())
-            .await
-            .is_err()
-        {
-            let _ = self.child.kill().await;
-        }
+    /// SIGTERM, then up to `grace` to drain, then SIGKILL; fails when the server exited with a
+    /// failure or had to be killed.
+    pub async fn stop(mut self, grace: Duration) -> Result<(), ProcessError> {
+        self.process.stop(grace).await
     }
 
     /// SIGKILL (as `crictl stop --timeout 0`): the server dies without draining, its connections
     /// reset. Returns once it has exited.
-    pub async fn kill(&mut self) {
-        let _ = self.child.kill().await;
+    pub fn kill(&mut self) {
+        self.process.kill();
     }
 }
 
@@ -173,30 +136,56 @@ fn spawn(
     env: &[(String, String)],
     log: &Path,
     append: bool,
-) -> Result<Child, PodError> {
-    let spawn_error = |source| PodError::Spawn {
-        name: name.to_owned(),
-        bin: bin.display().to_string(),
-        source,
-    };
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .append(append)
-        .truncate(!append)
-        .open(log)
-        .map_err(spawn_error)?;
-    let mut cmd = tokio::process::Command::new(bin);
-    cmd.env_clear()
+) -> Result<Process, ProcessError> {
+    let mut command = Command::new(bin);
+    command
+        .env_clear()
         .env("POD_NAME", name)
         .env("VERSION", version)
         .env("LISTEN_ADDR", addr.to_string())
         .env("METRICS_ADDR", SocketAddr::new(addr.ip(), 9090).to_string())
         .env("RUST_LOG", "warn")
         .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(file)
-        .kill_on_drop(true);
-    cmd.spawn().map_err(spawn_error)
+        .stdout(Stdio::null());
+    let output = Output::Log {
+        path: log.to_path_buf(),
+        append,
+        stdout: false,
+    };
+    Process::spawn(name, command, output)
+}
+
+/// Waits until the process accepts TCP connections on `addr`, for at most `limit`; fails naming
+/// it, with its last stderr lines, when it exits first or does not listen in time.
+async fn wait_listening(
+    process: &mut Process,
+    addr: SocketAddr,
+    limit: Duration,
+) -> Result<(), PodError> {
+    let probe = || async move {
+        tokio::net::TcpStream::connect(addr)
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string())
+    };
+    process
+        .wait_ready(limit, probe)
+        .await
+        .map_err(|error| match error {
+            ProcessError::Exited { name, status, tail } => PodError::Exited {
+                name,
+                addr,
+                status,
+                tail,
+            },
+            ProcessError::NotReady {
+                name, limit, tail, ..
+            } => PodError::NotReady {
+                name,
+                addr,
+                limit,
+                tail,
+            },
+            other => PodError::Process(other),
+        })
 }
