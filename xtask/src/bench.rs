@@ -32,7 +32,7 @@ use mesh::{
     twin::{self, Twin, TwinSpec},
 };
 
-use crate::{demo::progress, project::Profile};
+use crate::{output::progress, project::Profile};
 
 /// The route of `server` every figure runs under: server-v1 and server-v2, at 100/0 to begin.
 const ROUTE: &str = r#"
@@ -296,7 +296,7 @@ async fn measure(rig: &mut Rig, plan: &Plan, clock_ticks: u64) -> Result<report:
 }
 
 /// `cargo xtask bench`.
-pub fn main(flags: &crate::flags::Bench) -> Result<()> {
+pub fn run(flags: &crate::flags::Bench) -> Result<()> {
     let started = std::time::Instant::now();
     let plan = if flags.quick {
         Plan::quick()

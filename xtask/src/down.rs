@@ -3,7 +3,7 @@
 //! One walk over its steps through a [`Runner`]: the real one, or the recorder whose steps
 //! `--dry-run` prints.
 
-use crate::plan::{Real, Recorder, Runner, Step};
+use crate::cluster::plan::{Real, Recorder, Runner, Step};
 
 /// `down`, one step at a time through `runner`.
 pub async fn walk<R: Runner>(runner: &mut R, cluster: &str) -> anyhow::Result<()> {
@@ -20,7 +20,7 @@ pub async fn walk<R: Runner>(runner: &mut R, cluster: &str) -> anyhow::Result<()
         .await
 }
 
-pub fn main(flags: &crate::flags::Down) -> anyhow::Result<()> {
+pub fn run(flags: &crate::flags::Down) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     if flags.dry_run {
         let mut recorder = Recorder::default();

@@ -5,16 +5,17 @@ use std::time::Duration;
 use anyhow::bail;
 
 use crate::{
-    demo::{self, Measure},
     flags,
-    scenario::{Client, Exposure, Mesh, Phase, Retries, Scenario},
+    harness::scenario::{Client, Exposure, Mesh, Phase, Retries, Scenario},
+    harness::{engine::Measure, local},
+    output,
 };
 
 /// Measured when neither --rpcs nor --duration is given.
 const DEFAULT_DURATION: Duration = Duration::from_secs(3);
 const MAX_PODS: u32 = 50;
 
-pub fn main(flags: &flags::Experiment) -> anyhow::Result<()> {
+pub fn run(flags: &flags::Experiment) -> anyhow::Result<()> {
     if !flags.local {
         bail!("only the local twin can run experiments so far: add --local");
     }
@@ -68,8 +69,8 @@ pub fn main(flags: &flags::Experiment) -> anyhow::Result<()> {
     } else {
         crate::project::Profile::Release
     };
-    let report = demo::run_local(&scenario, profile, measure, routes)?;
-    demo::print(&report, &scenario, flags.json, flags.report.as_deref())
+    let report = local::run(&scenario, profile, measure, routes)?;
+    output::print(&report, &scenario, flags.json, flags.report.as_deref())
 }
 
 /// What the experiment's one phase measures, e.g. `mesh on: headless Service, pick_first`.

@@ -50,7 +50,7 @@ pub enum XtaskCmd {
 #[derive(Debug, Args)]
 pub struct Up {
     /// The kind cluster (its kube context is kind-<name>)
-    #[arg(long, default_value = crate::versions::CLUSTER_NAME)]
+    #[arg(long, default_value = crate::cluster::versions::CLUSTER_NAME)]
     pub cluster: String,
     /// The kind node image [default: the one pinned in kind-config.yaml]
     #[arg(long)]
@@ -69,14 +69,14 @@ pub struct UpIstio {
     #[command(flatten)]
     pub up: Up,
     /// The Istio release to install
-    #[arg(long, default_value = crate::versions::ISTIO_VERSION)]
+    #[arg(long, default_value = crate::cluster::versions::ISTIO_VERSION)]
     pub istio_version: String,
 }
 
 #[derive(Debug, Args)]
 pub struct Down {
     /// The kind cluster to delete
-    #[arg(long, default_value = crate::versions::CLUSTER_NAME)]
+    #[arg(long, default_value = crate::cluster::versions::CLUSTER_NAME)]
     pub cluster: String,
     /// Print the command instead of running it
     #[arg(long)]
@@ -109,7 +109,7 @@ pub struct Demo {
     #[arg(long)]
     pub context: Option<String>,
     /// The harness's kind cluster (its kube context is kind-<name>)
-    #[arg(long, default_value = crate::versions::CLUSTER_NAME)]
+    #[arg(long, default_value = crate::cluster::versions::CLUSTER_NAME)]
     pub cluster: String,
     /// Leave the scenario's namespace on the cluster at the end, to look around with kubectl
     #[arg(long, conflicts_with = "local")]
@@ -122,7 +122,7 @@ pub struct Demo {
 #[derive(Debug, Args)]
 pub struct Status {
     /// The harness's kind cluster (its kube context is kind-<name>)
-    #[arg(long, default_value = crate::versions::CLUSTER_NAME)]
+    #[arg(long, default_value = crate::cluster::versions::CLUSTER_NAME)]
     pub cluster: String,
     /// Look at this kube context instead of the harness's own kind-<cluster>
     #[arg(long)]
@@ -235,11 +235,11 @@ pub enum Exposure {
     Headless,
 }
 
-impl From<Exposure> for crate::scenario::Exposure {
+impl From<Exposure> for crate::harness::scenario::Exposure {
     fn from(e: Exposure) -> Self {
         match e {
-            Exposure::Clusterip => crate::scenario::Exposure::ClusterIp,
-            Exposure::Headless => crate::scenario::Exposure::Headless,
+            Exposure::Clusterip => crate::harness::scenario::Exposure::ClusterIp,
+            Exposure::Headless => crate::harness::scenario::Exposure::Headless,
         }
     }
 }
@@ -335,13 +335,13 @@ mod tests {
         let e = experiment(&["--local", "--exposure", "headless", "--lb", "pick_first"]).unwrap();
         assert_eq!((e.exposure, e.lb), (Exposure::Headless, Lb::PickFirst));
         assert_eq!(
-            crate::scenario::Exposure::from(e.exposure),
-            crate::scenario::Exposure::Headless
+            crate::harness::scenario::Exposure::from(e.exposure),
+            crate::harness::scenario::Exposure::Headless
         );
         let e = experiment(&["--local", "--exposure", "clusterip"]).unwrap();
         assert_eq!(
-            crate::scenario::Exposure::from(e.exposure),
-            crate::scenario::Exposure::ClusterIp
+            crate::harness::scenario::Exposure::from(e.exposure),
+            crate::harness::scenario::Exposure::ClusterIp
         );
         assert_eq!(
             experiment(&["--exposure", "nodeport"]).unwrap_err(),

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use xshell::cmd;
 
-use crate::{cluster::kube::Cluster, versions};
+use crate::{cluster::kube::Cluster, cluster::versions};
 
 /// A Deployment's name with its ready and wanted replicas.
 pub type DeploymentState = (String, i32, i32);
@@ -92,7 +92,7 @@ fn local_part(sh: &xshell::Shell) -> String {
     )
     .unwrap();
     writeln!(out, "tools").unwrap();
-    let docker = match crate::images::docker_available(sh) {
+    let docker = match crate::cluster::images::docker_available(sh) {
         Ok(()) => "running".to_owned(),
         Err(err) => format!("{err:#}"),
     };
@@ -104,8 +104,9 @@ fn local_part(sh: &xshell::Shell) -> String {
         .map_or_else(|_| "not found".to_owned(), |v| v.trim().to_owned());
     writeln!(out, "  kind          {kind}").unwrap();
     let root = crate::project::root();
-    let tools = crate::up::istioctl::tools_bin(&root, versions::ISTIO_VERSION);
-    let istioctl = match crate::up::istioctl::version_of(sh, std::path::Path::new("istioctl")) {
+    let tools = crate::cluster::istioctl::tools_bin(&root, versions::ISTIO_VERSION);
+    let istioctl = match crate::cluster::istioctl::version_of(sh, std::path::Path::new("istioctl"))
+    {
         Ok(version) => format!("{version} (on PATH)"),
         Err(_) if tools.is_file() => format!("{} (in .tools/)", versions::ISTIO_VERSION),
         Err(_) => "not found (`cargo xtask up-istio` downloads it)".to_owned(),
@@ -115,7 +116,7 @@ fn local_part(sh: &xshell::Shell) -> String {
 }
 
 /// `cargo xtask status`.
-pub fn main(flags: &crate::flags::Status) -> anyhow::Result<()> {
+pub fn run(flags: &crate::flags::Status) -> anyhow::Result<()> {
     let sh = crate::project::shell()?;
     print!("{}", local_part(&sh));
     let runtime = tokio::runtime::Runtime::new()?;

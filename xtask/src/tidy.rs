@@ -19,6 +19,82 @@ fn the_readme_test_command_is_the_one_ci_runs() {
     );
 }
 
+/// The project's own folders: a path in the docs that starts with one of them names a file of ours.
+const OUR_FOLDERS: [&str; 7] = [
+    "apps/", "mesh/", "xtask/", "proto/", "gateway/", "docs/", ".ci/",
+];
+
+#[test]
+fn every_file_of_ours_the_docs_name_exists() {
+    let root = project::root();
+    let mut missing = Vec::new();
+    for doc in [
+        "README.md",
+        "ARCHITECTURE.md",
+        "docs/cluster-assumptions.md",
+    ] {
+        for span in code_spans(&read(&root, doc)) {
+            let path = span.split("::").next().unwrap_or_default();
+            let path = path.trim_end_matches(['/', ',', ':']);
+            if is_our_path(path) && !root.join(path).exists() {
+                missing.push(format!("{doc}: {path}"));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "the docs name files that do not exist: {missing:?}"
+    );
+}
+
+#[test]
+fn every_test_the_cluster_assumptions_name_is_in_the_file_they_name() {
+    let root = project::root();
+    let doc = read(&root, "docs/cluster-assumptions.md");
+    let mut wrong = Vec::new();
+    let mut file = String::new();
+    let mut checked = 0;
+    for span in code_spans(&doc) {
+        let Some((path, name)) = span.split_once("::") else {
+            continue;
+        };
+        if !path.is_empty() {
+            if !is_our_path(path) || !path.ends_with(".rs") {
+                continue;
+            }
+            path.clone_into(&mut file);
+        }
+        if file.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            continue;
+        }
+        let source = fs::read_to_string(root.join(&file)).unwrap_or_default();
+        if !source.contains(&format!("fn {name}(")) {
+            wrong.push(format!("{file}::{name}"));
+        }
+        checked += 1;
+    }
+    assert!(
+        checked > 50,
+        "only {checked} tests named: did the document's notation change?"
+    );
+    assert!(
+        wrong.is_empty(),
+        "docs/cluster-assumptions.md names tests that are not in the file it names: {wrong:?}"
+    );
+}
+
+/// The text of every inline code span (`like this`).
+fn code_spans(text: &str) -> Vec<&str> {
+    text.lines()
+        .filter(|l| !l.trim_start().starts_with("```"))
+        .flat_map(|line| line.split('`').skip(1).step_by(2))
+        .collect()
+}
+
+fn is_our_path(path: &str) -> bool {
+    OUR_FOLDERS.iter().any(|f| path.starts_with(f)) && !path.contains(['*', '<', ' ', '{'])
+}
+
 fn read(root: &Path, file: &str) -> String {
     fs::read_to_string(root.join(file))
         .unwrap_or_else(|err| panic!("cannot read {file} at the project root: {err}"))

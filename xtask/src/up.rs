@@ -4,19 +4,17 @@
 //! The command is one walk over its steps ([`walk`]) through a [`Runner`]: the real one, or the
 //! recorder whose steps `--dry-run` prints.
 
-pub mod fetch;
-pub mod istioctl;
-
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use kube::api::DynamicObject;
 
+use crate::cluster::fetch::{self, CrdSource};
 use crate::{
-    plan::{Real, Recorder, Runner, Step},
-    project, versions,
+    cluster::plan::{Real, Recorder, Runner, Step},
+    cluster::versions,
+    project,
 };
-use fetch::CrdSource;
 
 /// What `up` and `up-istio` were asked for.
 #[derive(Debug, Clone)]
@@ -90,7 +88,7 @@ impl Crds {
             CrdSource::Named(path) | CrdSource::Cached(path) => {
                 Ok(Crds::Objects(read_crds(&path)?))
             }
-            CrdSource::Download(to) => Ok(Crds::Download(crate::plan::shown(&to))),
+            CrdSource::Download(to) => Ok(Crds::Download(crate::cluster::plan::shown(&to))),
         }
     }
 }
@@ -201,9 +199,18 @@ pub async fn walk<R: Runner>(runner: &mut R, options: &Options, crds: Crds) -> a
     Ok(())
 }
 
-/// `cargo xtask up` / `up-istio`: the walk through the recorder (`--dry-run`, printed) or the
-/// real runner.
-pub fn main(options: &Options) -> anyhow::Result<()> {
+/// `cargo xtask up`: the kind cluster and the Gateway API CRDs.
+pub fn run(flags: &crate::flags::Up) -> anyhow::Result<()> {
+    execute(&Options::from(flags, None))
+}
+
+/// `cargo xtask up-istio`: `up`, then Istio.
+pub fn run_istio(flags: &crate::flags::UpIstio) -> anyhow::Result<()> {
+    execute(&Options::from(&flags.up, Some(flags.istio_version.clone())))
+}
+
+/// The walk through the recorder (`--dry-run`, printed) or the real runner.
+fn execute(options: &Options) -> anyhow::Result<()> {
     let crds = Crds::resolve(&|v| std::env::var(v).ok())?;
     let runtime = tokio::runtime::Runtime::new()?;
     if options.dry_run {

@@ -8,12 +8,9 @@ use std::{
     path::{Path, PathBuf},
 };
 
-#[allow(dead_code)]
-#[path = "../src/up/fetch.rs"]
-mod fetch;
-mod loopback;
+use xtask::cluster::fetch;
 
-use loopback::{Reply, Server};
+use xtask::testing::loopback::{Reply, Server};
 
 /// A fresh project root of its own, without `.tools/`, removed at the end.
 struct Root(PathBuf);

@@ -3,9 +3,7 @@
 
 use std::{path::PathBuf, process::Command, sync::OnceLock};
 
-#[allow(dead_code)]
-#[path = "../src/up/fetch.rs"]
-mod fetch;
+use xtask::cluster::fetch;
 
 const XTASK: &str = env!("CARGO_BIN_EXE_xtask");
 const SCENARIOS: [&str; 14] = [

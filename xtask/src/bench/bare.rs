@@ -47,7 +47,7 @@ pub fn build(sh: &Shell, profile: Profile) -> Result<PathBuf> {
     let lock = std::fs::read_to_string(root.join("Cargo.lock"))
         .context("cannot read the workspace's Cargo.lock")?;
     write_if_changed(&dir.join("Cargo.lock"), &lock)?;
-    crate::demo::progress(&format!(
+    crate::output::progress(&format!(
         "building the bare tonic server ({})",
         profile_dir(profile)
     ));

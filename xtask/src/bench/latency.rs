@@ -65,7 +65,7 @@ pub async fn measure(rig: &Rig, plan: &Plan) -> Result<Latencies> {
             }
         }
         let (d, s) = (out.direct[round], out.sidecar[round]);
-        crate::demo::progress(&format!(
+        crate::output::progress(&format!(
             "  round {}/{}: p50/p90/p99 direct {:.3}/{:.3}/{:.3} ms, sidecar {:.3}/{:.3}/{:.3} ms",
             round + 1,
             plan.rounds,

@@ -212,7 +212,7 @@ async fn changes(
                 }
                 tokio::time::sleep(POLL).await;
             };
-            crate::demo::progress(&format!(
+            crate::output::progress(&format!(
                 "  {from} → {to}: {}settled in {:.1} ms",
                 outcome
                     .first

@@ -74,7 +74,7 @@ pub async fn measure(rig: &Rig, plan: &Plan) -> Result<Throughput> {
                 Path::Bare => out.bare.push(rate),
             }
         }
-        crate::demo::progress(&format!(
+        crate::output::progress(&format!(
             "  round {}/{}: direct {:.0}, sidecar {:.0}, bare tonic {:.0} rpc/s",
             round + 1,
             plan.rounds,

@@ -34,7 +34,7 @@ use k8s_openapi::{
 };
 use tokio::io::AsyncReadExt as _;
 
-#[cfg(test)]
+#[cfg(any(test, feature = "testing"))]
 pub mod mock;
 #[cfg(test)]
 mod tests;

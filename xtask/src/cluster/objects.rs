@@ -48,7 +48,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::envoy_static::{self, Upstream};
-use crate::scenario::{Client, Exposure, Mesh, Scenario};
+use crate::harness::scenario::{Client, Exposure, Mesh, Scenario};
 
 /// The field manager of every server-side apply.
 pub const FIELD_MANAGER: &str = "grpc-mesh-lab";
@@ -202,7 +202,7 @@ pub fn static_sidecar(
 }
 
 /// The scenario's route objects (none without a route file) in the demo namespace, with these
-/// weights applied by backend Service name (for [`Action::Weights`](crate::scenario::Action)).
+/// weights applied by backend Service name (for [`Action::Weights`](crate::harness::scenario::Action)).
 pub fn routes(
     scenario: &Scenario,
     weights: Option<&[(&str, u32)]>,
@@ -878,15 +878,10 @@ fn client_deployment(
     deployment
 }
 
-/// The CRD schema checks of `tests/crds.rs`, reused to check what [`routes`] renders.
-#[cfg(test)]
-#[path = "../../tests/crds.rs"]
-mod crds;
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scenario::{self, Action};
+    use crate::harness::scenario::{self, Action};
 
     fn images() -> Images {
         Images {
@@ -1410,7 +1405,7 @@ mod tests {
     /// passes the Gateway API CRDs' schemas (see `tests/crds.rs`).
     #[test]
     fn the_routes_of_every_scenario_and_weight_step_pass_the_gateway_api_schemas() {
-        let schemas = crds::Crds::load();
+        let schemas = crate::testing::crds::Crds::load();
         let mut checked = 0;
         for s in scenario::all() {
             let mut steps: Vec<Option<&[(&str, u32)]>> = vec![None];

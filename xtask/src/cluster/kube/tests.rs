@@ -753,9 +753,9 @@ async fn pods_leave_out_the_terminating_ones_and_keep_their_node_containers_and_
         .await
         .unwrap();
 
-    let info: Vec<crate::kind::ops::PodInfo> = pods
+    let info: Vec<crate::harness::kind::ops::PodInfo> = pods
         .iter()
-        .map(crate::kind::ops::PodInfo::from_pod)
+        .map(crate::harness::kind::ops::PodInfo::from_pod)
         .collect();
     assert_eq!(info.len(), 1, "{info:#?}");
     assert_eq!(info[0].name, "server-v1-b");

@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 
 use super::*;
-use crate::{cluster::objects, scenario};
+use crate::{cluster::objects, harness::scenario};
 
 /// `gateway/grpcroute.yaml` in `gml-grpcroute`, as Istio writes it with SayHello at 90/10.
 fn istio_dump() -> Value {

@@ -15,7 +15,7 @@ pub const ISTIO_VERSION: &str = "1.30.5";
 
 /// Gateway API, standard channel: pinned in `up/fetch.rs` with the checksum of its CRD bundle
 /// (the tests include that file to find the CRDs as `up` does).
-pub use crate::up::fetch::GATEWAY_API_VERSION;
+pub use crate::cluster::fetch::GATEWAY_API_VERSION;
 
 #[cfg(test)]
 mod tests {

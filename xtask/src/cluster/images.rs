@@ -880,7 +880,7 @@ mod tests {
             "apps/Cargo.toml",
             "apps/src/bin/hello-server.rs",
             "proto/build.rs",
-            "xtask/src/images.rs",
+            "xtask/src/lib.rs",
         ] {
             assert!(dest.join(file).is_file(), "{file} was not copied");
         }

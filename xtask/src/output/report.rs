@@ -14,8 +14,8 @@ use std::{
 use anyhow::Context as _;
 
 use crate::{
-    measure::{PhaseResult, Report},
-    scenario::Scenario,
+    harness::measure::{PhaseResult, Report},
+    harness::scenario::Scenario,
 };
 
 /// Colours of the series, in order; the palette repeats after the last.

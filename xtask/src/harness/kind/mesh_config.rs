@@ -23,7 +23,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use mesh::model::RetryPolicy;
 use serde_json::{Value, json};
 
-use crate::scenario::Retries;
+use crate::harness::scenario::Retries;
 
 pub const NAMESPACE: &str = "istio-system";
 pub const CONFIG_MAP: &str = "istio";

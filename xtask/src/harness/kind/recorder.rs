@@ -117,11 +117,11 @@ impl fmt::Display for Step {
             Step::Note(text) => write!(f, "note: {text}"),
             Step::Read(text) => write!(f, "read: {text}"),
             // The same words as `up`'s steps: one description of the images.
-            Step::BuildImages => write!(f, "{}", crate::plan::Step::BuildImages),
+            Step::BuildImages => write!(f, "{}", crate::cluster::plan::Step::BuildImages),
             Step::LoadImages { cluster } => write!(
                 f,
                 "{}",
-                crate::plan::Step::LoadImages {
+                crate::cluster::plan::Step::LoadImages {
                     cluster: cluster.clone()
                 }
             ),
@@ -494,7 +494,7 @@ impl Ops for Recorder {
 
     async fn build_images(&self) -> anyhow::Result<objects::Images> {
         self.record(Step::BuildImages);
-        Ok(crate::images::placeholders().objects())
+        Ok(crate::cluster::images::placeholders().objects())
     }
 
     async fn load_images(&self, kind_cluster: &str) -> anyhow::Result<()> {
@@ -507,7 +507,7 @@ impl Ops for Recorder {
     async fn apply(&self, why: &str, objects: &[DynamicObject]) -> anyhow::Result<()> {
         self.record(Step::Apply {
             why: why.to_owned(),
-            objects: objects.iter().map(crate::plan::label).collect(),
+            objects: objects.iter().map(crate::cluster::plan::label).collect(),
         });
         let mut state = self.state.lock().unwrap();
         for object in objects {

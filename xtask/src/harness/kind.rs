@@ -33,10 +33,10 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use tokio::sync::{mpsc, watch};
 
 use crate::{
-    backend::{Backend, ClientStream},
     cluster::{envoy_static, objects, route_check},
-    demo::progress,
-    scenario::{Action, Client, Exposure, Mesh, Retries, Scenario},
+    harness::backend::{Backend, ClientStream},
+    harness::scenario::{Action, Client, Exposure, Mesh, Retries, Scenario},
+    output::progress,
 };
 
 pub mod mesh_config;

@@ -11,8 +11,15 @@ use mesh::{
 use tokio::{io::AsyncBufReadExt, sync::mpsc};
 
 use crate::{
-    backend::{Backend, ClientStream},
-    scenario::{Action, Client, Exposure, Mesh, Retries, Scenario},
+    harness::backend::{Backend, ClientStream},
+    harness::scenario::{Action, Client, Exposure, Mesh, Retries, Scenario},
+};
+use crate::{
+    harness::{
+        engine::{self, Measure},
+        measure::Report,
+    },
+    output::progress,
 };
 
 /// What identifies a version of a route file or directory: modification times and sizes.
@@ -150,7 +157,7 @@ impl Backend for Local {
         let twin = Twin::start(spec)
             .await
             .context("cannot start the local twin")?;
-        crate::demo::progress(&format!(
+        progress(&format!(
             "twin on {}, logs in {}",
             twin.block(),
             self.work_dir.display()
@@ -186,7 +193,7 @@ impl Backend for Local {
 
     async fn set_exposure(&mut self, exposure: Exposure) -> anyhow::Result<()> {
         if exposure != self.exposure {
-            crate::demo::progress(&format!("  exposing server as {}", exposure_name(exposure)));
+            progress(&format!("  exposing server as {}", exposure_name(exposure)));
             self.twin().set_mode(mode_of(exposure)).await?;
             self.exposure = exposure;
         }
@@ -196,7 +203,7 @@ impl Backend for Local {
     async fn set_retries(&mut self, retries: Retries) -> anyhow::Result<()> {
         let config = mesh_config(retries);
         if self.twin().mesh_config() != &config {
-            crate::demo::progress(&format!(
+            progress(&format!(
                 "  the mesh's default retry policy: {}",
                 describe_retries(&config)
             ));
@@ -217,7 +224,7 @@ impl Backend for Local {
                     .pods()
                     .find(|p| p.name == killed)
                     .map_or(0, |p| p.restarts);
-                crate::demo::progress(&format!(
+                progress(&format!(
                     "  killed {killed}; its container started again in place (restart {restarts}) and serves"
                 ));
             }
@@ -298,7 +305,7 @@ impl Backend for Local {
             Ok(routes) => {
                 self.routes = routes.clone();
                 self.twin().set_routes(routes).await?;
-                crate::demo::progress(&format!("  {} changed: pushed to the mesh", path.display()));
+                progress(&format!("  {} changed: pushed to the mesh", path.display()));
             }
             // A half-saved or broken edit: say so, keep what is in force.
             Err(err) => eprintln!("warning: {err}; the previous routes stay in force"),
@@ -349,6 +356,46 @@ impl Backend for Local {
         }
         Ok(())
     }
+}
+
+/// Runs a scenario on the local twin, tearing everything down on success, error or Ctrl-C.
+pub fn run(
+    scenario: &Scenario,
+    profile: crate::project::Profile,
+    measure: Measure,
+    routes: Option<std::path::PathBuf>,
+) -> anyhow::Result<Report> {
+    let root = crate::project::root();
+    let sh = crate::project::shell()?;
+    let apps = crate::project::build_apps(&sh, profile)?;
+    let needs_envoy = scenario.phases.iter().any(|p| p.mesh.is_on());
+    let envoy = if needs_envoy {
+        Some(mesh::envoy::find(&root, &mut |line| progress(line))?)
+    } else {
+        None
+    };
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let work_dir = root
+        .join("target/twin")
+        .join(format!("{}-{stamp}", scenario.name));
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let mut backend = Local::new(apps.server, apps.client, envoy, work_dir.clone());
+        backend.routes_path = routes;
+        let mut signals = crate::process::Signals::new()?;
+        let result = tokio::select! {
+            r = engine::run(&mut backend, scenario, measure, "local") => r,
+            interrupted = signals.recv() => Err(anyhow::Error::new(interrupted)),
+        };
+        progress("stopping the twin");
+        backend.teardown().await?;
+        if result.is_err() {
+            eprintln!("logs of the twin's processes: {}", work_dir.display());
+        }
+        result
+    })
 }
 
 #[cfg(test)]

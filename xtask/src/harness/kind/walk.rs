@@ -1,6 +1,6 @@
 //! A demo on the cluster, from the first check to the last delete, as one walk that either acts
 //! ([`run`], over [`Live`]) or records ([`plan`], over [`Recorder`], for `demo --dry-run`). The walk is
-//! the same code both ways: the checks, the image build and load, [`demo::run`] over the
+//! the same code both ways: the checks, the image build and load, [`engine::run`] over the
 //! [`Kind`] backend, and the teardown.
 
 use std::{collections::BTreeMap, future::Future, time::Duration};
@@ -13,10 +13,11 @@ use super::{
     recorder::{Recorder, Step, Steps},
 };
 use crate::{
-    backend::{Backend, ClientStream},
-    demo::{self, Measure, progress},
-    measure::Report,
-    scenario::{Action, Client, Exposure, Mesh, Retries, Scenario},
+    harness::backend::{Backend, ClientStream},
+    harness::engine::{self, Measure},
+    harness::measure::Report,
+    harness::scenario::{Action, Client, Exposure, Mesh, Retries, Scenario},
+    output::progress,
 };
 
 /// Runs a scenario on the cluster: the harness's kind cluster, or the context named with
@@ -105,7 +106,7 @@ async fn walk<O: Ops, B: Backend + IntoKind<O>>(
     }
     let mut backend = wrap(Kind::new(ops, images, Deadlines::default(), keep));
     let result = tokio::select! {
-        r = demo::run(&mut backend, scenario, Measure::Scenario, "kind") => r,
+        r = engine::run(&mut backend, scenario, Measure::Scenario, "kind") => r,
         err = interrupted => Err(err),
     };
     let cleaned = backend.into_kind().teardown().await;
@@ -132,7 +133,7 @@ impl<O: Ops> IntoKind<O> for Kind<O> {
 }
 
 /// The dry run's envelope: the backend as it is, and a note where each phase starts and where its
-/// measuring starts. Nothing is described here: the notes mark the calls [`demo::run`] makes (one
+/// measuring starts. Nothing is described here: the notes mark the calls [`engine::run`] makes (one
 /// `set_mesh` at the start of each phase, one `tick` per summary measured).
 struct Marked<'s> {
     inner: Kind<Recorder>,
@@ -155,8 +156,8 @@ impl<'s> Marked<'s> {
 }
 
 impl<'s> Marked<'s> {
-    /// The phase `demo::run` is in.
-    fn current(&self) -> Option<&'s crate::scenario::Phase> {
+    /// The phase `engine::run` is in.
+    fn current(&self) -> Option<&'s crate::harness::scenario::Phase> {
         self.scenario.phases.get(self.phase.checked_sub(1)?)
     }
 }
@@ -247,7 +248,7 @@ mod tests {
     #[test]
     fn the_dry_run_of_every_scenario_ends_by_deleting_its_namespace_and_takes_no_real_time() {
         let started = std::time::Instant::now();
-        for scenario in crate::scenario::all() {
+        for scenario in crate::harness::scenario::all() {
             let steps = plan(&scenario, "grpc-mesh-lab", None)
                 .unwrap_or_else(|e| panic!("{}: {e:#}", scenario.name));
             let last = steps.0.last().unwrap().to_string();
@@ -272,7 +273,7 @@ mod tests {
     /// phase with `reset` added to Istio's retry policy.
     /// The kill scenario: its mesh-on phases through the ClusterIP Service, the last with retries on reset.
     fn kill_with_retries() -> Scenario {
-        crate::scenario::get("kill").unwrap()
+        crate::harness::scenario::get("kill").unwrap()
     }
 
     #[test]

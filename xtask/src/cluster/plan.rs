@@ -12,7 +12,7 @@ use std::{
 use anyhow::{Context, bail};
 use kube::api::DynamicObject;
 
-use crate::{images, up::fetch, versions};
+use crate::{cluster::fetch, cluster::images, cluster::versions};
 
 /// One step of a cluster command.
 pub enum Step {
@@ -176,6 +176,8 @@ impl fmt::Display for Plan {
 }
 
 /// What a cluster command acts through: one call per step.
+// Used with concrete runners only, inside this crate: no `Send` bound is needed on its futures.
+#[allow(async_fn_in_trait)]
 pub trait Runner {
     /// Does `step` (the recorder writes it down instead).
     async fn act(&mut self, step: Step) -> anyhow::Result<()>;
@@ -274,7 +276,7 @@ impl Runner for Real {
                 }
             }
             Step::Istioctl { version } => {
-                self.istioctl = Some(crate::up::istioctl::find(&self.sh, &root, &version)?);
+                self.istioctl = Some(crate::cluster::istioctl::find(&self.sh, &root, &version)?);
             }
             Step::CreateCluster { name, args, .. } => {
                 if self.kind_clusters()?.contains(&name) {

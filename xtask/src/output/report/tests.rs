@@ -7,7 +7,7 @@ use hello_apps::client::Summary;
 use serde_json::json;
 
 use super::*;
-use crate::measure;
+use crate::harness::measure;
 
 fn summary(by_server: &[(&str, u64)]) -> Summary {
     let rpcs: u64 = by_server.iter().map(|(_, n)| n).sum();
@@ -59,7 +59,7 @@ fn report() -> Report {
 }
 
 fn scenario() -> Scenario {
-    crate::scenario::get("httproute").unwrap()
+    crate::harness::scenario::get("httproute").unwrap()
 }
 
 #[test]

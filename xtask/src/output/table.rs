@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use crate::{measure::Report, scenario::Scenario};
+use crate::{harness::measure::Report, harness::scenario::Scenario};
 
 const BAR: usize = 30;
 
@@ -117,12 +117,12 @@ mod tests {
 
     #[test]
     fn each_phase_lists_its_own_warnings_and_the_lesson_ends_the_table() {
-        let scenario = crate::scenario::get("kill").unwrap();
+        let scenario = crate::harness::scenario::get("kill").unwrap();
         let servers = ["server-v1-0".to_owned()];
-        let mut first = crate::measure::phase("first", false, Vec::new(), &servers);
+        let mut first = crate::harness::measure::phase("first", false, Vec::new(), &servers);
         first.warnings = vec!["the first phase's".into()];
-        let second = crate::measure::phase("second", true, Vec::new(), &servers);
-        let report = crate::measure::Report {
+        let second = crate::harness::measure::phase("second", true, Vec::new(), &servers);
+        let report = crate::harness::measure::Report {
             scenario: scenario.name.into(),
             title: scenario.title.into(),
             backend: "local",

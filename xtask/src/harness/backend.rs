@@ -4,7 +4,7 @@
 use hello_apps::client::Summary;
 use tokio::sync::mpsc;
 
-use crate::scenario::{Action, Client, Exposure, Mesh, Retries, Scenario};
+use crate::harness::scenario::{Action, Client, Exposure, Mesh, Retries, Scenario};
 
 /// A running client: its JSON summaries, as they come.
 pub struct ClientStream {
@@ -13,6 +13,8 @@ pub struct ClientStream {
     pub _guard: Box<dyn Send>,
 }
 
+// Used with concrete backends only, inside this crate: no `Send` bound is needed on its futures.
+#[allow(async_fn_in_trait)]
 pub trait Backend {
     /// How often the client reports; a phase is measured in these steps.
     fn interval(&self) -> std::time::Duration;

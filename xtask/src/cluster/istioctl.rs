@@ -191,13 +191,6 @@ fn unpack(sh: &Shell, archive: &Path, tools: &Path, version: &str) -> Result<()>
     result
 }
 
-/// The loopback HTTP server of `tests/downloads.rs`, for the install tests (which need only part of
-/// it).
-#[cfg(test)]
-#[allow(dead_code)]
-#[path = "../../tests/loopback/mod.rs"]
-mod loopback;
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -284,7 +277,10 @@ mod tests {
 
     /// The release archive of `fake` (`istioctl` alone, as release-builder packs it) and its
     /// published checksum file, served by a loopback server.
-    fn served_release(fake: &FakeIstioctl, sum: Option<&str>) -> (loopback::Server, Release) {
+    fn served_release(
+        fake: &FakeIstioctl,
+        sum: Option<&str>,
+    ) -> (crate::testing::loopback::Server, Release) {
         let sh = Shell::new().unwrap();
         let bin = fake.dir.join("bin");
         let archive = fake.dir.join("istioctl.tar.gz");
@@ -294,11 +290,14 @@ mod tests {
         let bytes = fs::read(&archive).unwrap();
         let name = "istioctl-1.30.5-linux-amd64.tar.gz";
         let sum = sum.map_or_else(|| fetch::sha256_hex(&bytes), str::to_owned);
-        let server = loopback::Server::routes(vec![
-            (format!("1.30.5/{name}"), loopback::Reply::Body(bytes)),
+        let server = crate::testing::loopback::Server::routes(vec![
+            (
+                format!("1.30.5/{name}"),
+                crate::testing::loopback::Reply::Body(bytes),
+            ),
             (
                 format!("1.30.5/{name}.sha256"),
-                loopback::Reply::Body(format!("{sum} {name}\n").into_bytes()),
+                crate::testing::loopback::Reply::Body(format!("{sum} {name}\n").into_bytes()),
             ),
         ]);
         let url = server.url(&format!("1.30.5/{name}"));

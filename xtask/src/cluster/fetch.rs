@@ -78,7 +78,6 @@ pub enum CrdSource {
 
 impl CrdSource {
     /// The file the CRDs are (or will be) read from.
-    #[cfg_attr(not(test), allow(dead_code))] // for the tests that include this file
     pub fn path(&self) -> &Path {
         match self {
             CrdSource::Named(path) | CrdSource::Cached(path) | CrdSource::Download(path) => path,
@@ -140,7 +139,6 @@ pub fn download_crds(url: &str, to: &Path) -> Result<()> {
 }
 
 /// The CRDs, found or downloaded as `cargo xtask up` does: the checked file's path.
-#[cfg_attr(not(test), allow(dead_code))] // for the tests
 pub fn crds(root: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<PathBuf> {
     let source = locate_crds(root, env);
     if let CrdSource::Download(to) = &source {

@@ -1,4 +1,4 @@
-//! The cluster backend against the mock API server: a whole demo through the very `demo::run` of the
+//! The cluster backend against the mock API server: a whole demo through the very `engine::run` of the
 //! `demo` command, and each behaviour of Kubernetes and Istio the backend relies on, played by the mock
 //! as the upstream source shows it (a namespace that terminates, a Service whose `clusterIP` an update may
 //! not change, a container the kubelet restarts while the Deployment's status stays "complete", route
@@ -19,8 +19,8 @@ use crate::{
         Cluster,
         mock::{self, Mock, Recorded, Reply},
     },
-    demo::{self, Measure},
-    scenario::{Exposure, Phase, Retries},
+    harness::engine::{self, Measure},
+    harness::scenario::{Exposure, Phase, Retries},
 };
 
 const NS: &str = "gml-kindtest";
@@ -286,7 +286,7 @@ async fn a_demo_on_the_cluster_applies_scales_switches_clients_measures_their_lo
     let scenario = scenario();
     let mut kind = backend(&mock);
 
-    let report = demo::run(&mut kind, &scenario, Measure::Scenario, "kind")
+    let report = engine::run(&mut kind, &scenario, Measure::Scenario, "kind")
         .await
         .unwrap();
     let warnings = kind.warnings();
@@ -457,7 +457,7 @@ async fn a_setup_that_the_api_server_refuses_stops_at_the_refused_object() {
     let scenario = scenario();
     let mut kind = backend(&mock);
 
-    let err = demo::run(&mut kind, &scenario, Measure::Scenario, "kind")
+    let err = engine::run(&mut kind, &scenario, Measure::Scenario, "kind")
         .await
         .unwrap_err();
 
@@ -612,7 +612,7 @@ async fn a_route_istio_refuses_fails_the_demo_in_istio_s_words_before_any_config
     );
     let mut kind = backend(&mock);
 
-    let err = demo::run(&mut kind, &scenario(), Measure::Scenario, "kind")
+    let err = engine::run(&mut kind, &scenario(), Measure::Scenario, "kind")
         .await
         .unwrap_err();
 
@@ -642,7 +642,7 @@ async fn a_route_without_status_is_a_warning_naming_it_and_the_sidecar_is_checke
     );
     let mut kind = backend(&mock);
 
-    demo::run(&mut kind, &scenario(), Measure::Scenario, "kind")
+    engine::run(&mut kind, &scenario(), Measure::Scenario, "kind")
         .await
         .unwrap();
 
@@ -868,7 +868,7 @@ async fn only_summaries_written_after_the_sidecar_holds_the_route_are_measured()
     let mut one_phase = scenario();
     one_phase.phases.remove(0);
 
-    let report = demo::run(&mut kind, &one_phase, Measure::Scenario, "kind")
+    let report = engine::run(&mut kind, &one_phase, Measure::Scenario, "kind")
         .await
         .unwrap();
 
@@ -1309,7 +1309,7 @@ async fn a_phase_that_exposes_the_service_otherwise_deletes_it_waits_and_creates
     ];
     let mut kind = backend(&mock);
 
-    demo::run(&mut kind, &s, Measure::Scenario, "kind")
+    engine::run(&mut kind, &s, Measure::Scenario, "kind")
         .await
         .unwrap();
 
@@ -1432,7 +1432,7 @@ async fn a_retry_phase_sets_istio_s_policy_waits_until_the_sidecar_has_it_and_pu
         },
     ];
 
-    let report = demo::run(&mut kind, &s, Measure::Scenario, "kind")
+    let report = engine::run(&mut kind, &s, Measure::Scenario, "kind")
         .await
         .unwrap();
     let warnings = kind.warnings();

@@ -242,7 +242,7 @@ pub struct Live {
     pub cluster: Cluster,
     kind: Option<String>,
     nodes: NodeRunner,
-    built: Arc<std::sync::Mutex<Option<crate::images::Images>>>,
+    built: Arc<std::sync::Mutex<Option<crate::cluster::images::Images>>>,
 }
 
 impl Live {
@@ -298,7 +298,7 @@ impl Ops for Live {
     async fn build_images(&self) -> anyhow::Result<objects::Images> {
         let built = tokio::task::block_in_place(|| {
             let sh = crate::project::shell()?;
-            crate::images::build(&sh, false)
+            crate::cluster::images::build(&sh, false)
         })?;
         let images = built.objects();
         *self.built.lock().unwrap() = Some(built);
@@ -314,7 +314,7 @@ impl Ops for Live {
             .context("the images must be built before they are loaded")?;
         tokio::task::block_in_place(|| {
             let sh = crate::project::shell()?;
-            crate::images::load_into_kind(&sh, &built, kind_cluster)
+            crate::cluster::images::load_into_kind(&sh, &built, kind_cluster)
         })
     }
 
