@@ -125,6 +125,15 @@ pub struct TwinSpec {
     pub mode: ServiceMode,
 }
 
+/// How the twin names its pods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PodNames {
+    /// `server-v1-0`: the Service, the version, and an ordinal per version.
+    Versioned,
+    /// `server-0`: the Service and an ordinal, for a twin of one version (`cargo xtask hello`).
+    Ordinal,
+}
+
 /// A /23 of loopback addresses of this twin alone: 127.X.Y.0/24 (Y even) for the twin's own
 /// addresses and 127.X.Y+1.0/24 for the addresses the sidecar intercepts in place of each pod,
 /// with X and Y random, so twins (and tests) never share an address.
@@ -169,6 +178,7 @@ pub struct Twin {
     pods: BTreeMap<String, Vec<Pod>>,
     next_pod_host: u8,
     next_ordinal: BTreeMap<String, u32>,
+    pod_names: PodNames,
     vips: BTreeMap<String, l4::VirtualIp>,
     mesh: Mesh,
     mode: ServiceMode,
@@ -189,6 +199,11 @@ pub struct Twin {
 impl Twin {
     /// Starts DNS, the control plane and the pods; the mesh starts off.
     pub async fn start(spec: TwinSpec) -> Result<Twin, TwinError> {
+        Twin::start_with_names(spec, PodNames::Versioned).await
+    }
+
+    /// As [`Twin::start`], with the pods named as `pod_names` says.
+    pub async fn start_with_names(spec: TwinSpec, pod_names: PodNames) -> Result<Twin, TwinError> {
         std::fs::create_dir_all(&spec.work_dir).map_err(|source| TwinError::Io {
             path: spec.work_dir.clone(),
             source,
@@ -210,6 +225,7 @@ impl Twin {
             pods: BTreeMap::new(),
             next_pod_host: POD_HOSTS.start,
             next_ordinal: BTreeMap::new(),
+            pod_names,
             vips: BTreeMap::new(),
             mesh: Mesh::Off,
             mode: spec.mode,
@@ -418,7 +434,10 @@ impl Twin {
         }
         self.next_pod_host += 1;
         let ordinal = self.next_ordinal.entry(version.to_owned()).or_default();
-        let name = format!("{SERVICE}-{version}-{ordinal}");
+        let name = match self.pod_names {
+            PodNames::Versioned => format!("{SERVICE}-{version}-{ordinal}"),
+            PodNames::Ordinal => format!("{SERVICE}-{ordinal}"),
+        };
         *ordinal += 1;
         Ok(Pod::start(PodSpec {
             bin: &self.spec.server_bin,
@@ -762,7 +781,13 @@ impl Twin {
     }
 
     /// Stops every process, pods gracefully.
-    pub async fn shutdown(mut self) {
+    pub async fn shutdown(self) {
+        let _ = self.stop(Duration::from_secs(5)).await;
+    }
+
+    /// Stops every process: the Envoys, then every pod at once with SIGTERM and up to `grace` to
+    /// drain. Fails naming each pod that exited with a failure or had to be killed.
+    pub async fn stop(mut self, grace: Duration) -> Result<(), TwinError> {
         if let Some(s) = self.sidecar.take() {
             s.stop().await;
         }
@@ -773,7 +798,8 @@ impl Twin {
             .into_values()
             .flatten()
             .collect();
-        futures::future::join_all(pods.into_iter().map(|p| p.stop(Duration::from_secs(5)))).await;
+        pods::stop_all(pods, grace).await.map_err(PodError::from)?;
+        Ok(())
     }
 }
 
@@ -793,4 +819,46 @@ fn dns_names(service: &str) -> [String; 4] {
         format!("{service}.{NAMESPACE}.svc"),
         format!("{service}.{NAMESPACE}.svc.{}", translate::CLUSTER_DOMAIN),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    #[test]
+    fn the_random_loopback_block_never_yields_127_0_0_x_or_a_255_octet() {
+        let (mut xs, mut ys) = (BTreeSet::new(), BTreeSet::new());
+        for _ in 0..100_000 {
+            let block = Block::random();
+            xs.insert(block.0);
+            ys.insert(block.1);
+            for host in [DNS_HOST, POD_HOSTS.start, VIP_HOSTS.end - 1] {
+                for ip in [block.ip(host), block.intercept(host)] {
+                    let IpAddr::V4(ip) = ip else {
+                        panic!("not IPv4");
+                    };
+                    let [a, b, c, d] = ip.octets();
+                    assert_eq!(a, 127);
+                    assert!((1..=254).contains(&b) && (1..=254).contains(&c), "{ip}");
+                    assert!((1..=254).contains(&d), "{ip}");
+                }
+            }
+        }
+        // Every allowed octet comes up: the whole of 1..=254 for X, every even Y of 2..=252 (its
+        // odd neighbour holds the intercepted addresses).
+        assert_eq!(xs, (1..=254).collect());
+        assert_eq!(ys, (2..=252).step_by(2).collect());
+    }
+
+    #[test]
+    fn servers_get_distinct_addresses_on_one_port() {
+        let block = Block(3, 4);
+        let addr = |host| SocketAddr::new(block.ip(host), PORT);
+        let addrs: BTreeSet<_> = POD_HOSTS.map(addr).collect();
+        assert_eq!(addrs.len(), POD_HOSTS.len());
+        assert_eq!(addr(POD_HOSTS.start).to_string(), "127.3.4.10:50051");
+        assert_eq!(addr(POD_HOSTS.start + 49).to_string(), "127.3.4.59:50051");
+    }
 }

@@ -192,7 +192,7 @@ impl Rig {
         let direct_pid = v1.pid().context("the v1 pod has exited")?;
         let sidecar_target = twin.target();
         progress("starting the bare tonic server");
-        let mut bare = bare::BareServer::start(&bins.bare, &work_dir).await?;
+        let bare = bare::BareServer::start(&bins.bare, &work_dir).await?;
         let bare_pid = bare.pid();
         let bare_target = format!("ipv4:{}", bare.addr);
         Ok(Rig {

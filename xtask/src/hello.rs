@@ -1,42 +1,36 @@
 //! `cargo xtask hello`: the first thing to run, before any cluster or mesh exists.
 //!
-//! It plays a headless Kubernetes Service on this machine: N hello-server "pods" on N loopback
-//! addresses, and our DNS server answering the name `server` with all of them. hello-client
-//! resolves that name, balances its RPCs over what it found, and prints each greeting; then the
-//! servers are stopped (SIGTERM, as Kubernetes does) and a table says who answered how many.
+//! It plays a headless Kubernetes Service on this machine with the twin ([`mesh::twin`]) and no
+//! mesh: N hello-server "pods" on N loopback addresses, and the twin's DNS server answering the
+//! name `server` with all of them. hello-client resolves that name, balances its RPCs over what it
+//! found, and prints each greeting; then the servers are stopped (SIGTERM, as Kubernetes does) and
+//! a table says who answered how many.
 
 use std::{
     collections::BTreeMap,
     fmt::Write as _,
     io::Write as _,
-    net::{Ipv4Addr, SocketAddr},
+    net::SocketAddr,
     process::{Command, Stdio},
     time::Duration,
 };
 
 use anyhow::{Context, Result, anyhow, bail};
-use mesh::dns::{DnsServer, Records};
-use tokio::{
-    io::{AsyncBufReadExt, BufReader},
-    net::TcpStream,
-    time::Instant,
+use mesh::{
+    process::{Output, Process},
+    twin::{Block, PodNames, SERVICE, ServiceMode, Twin, TwinSpec},
 };
+use tokio::io::{AsyncBufReadExt, BufReader};
 use xshell::{Shell, cmd};
 
 use crate::{
     flags::{self, Lb},
-    process::{Children, Interrupted, Signals},
+    process::{Interrupted, Signals},
     project::{self, Apps},
 };
 
-/// The Service name the client resolves.
-const SERVICE: &str = "server";
-/// Every server listens on this port, each on its own address, as pods of one Deployment do.
-const PORT: u16 = 50051;
 /// RPCs the client sends at once in each round.
 const CONCURRENCY: u32 = 10;
-/// How long the servers may take to listen.
-const READY_LIMIT: Duration = Duration::from_secs(10);
 /// How long the servers may take to drain on SIGTERM before they are killed (Kubernetes'
 /// default termination grace period).
 const STOP_GRACE: Duration = Duration::from_secs(30);
@@ -50,21 +44,14 @@ const TAIL: usize = 5;
 
 pub fn run(flags: &flags::Hello) -> Result<()> {
     let sh = project::shell()?;
-    let block = LoopbackBlock::random(&mut rand::rng());
-    block.check_bindable()?;
-    let pods: Vec<Pod> = (0..flags.servers)
-        .map(|i| Pod {
-            name: format!("server-{i}"),
-            addr: block.server_addr(i),
-        })
-        .collect();
+    check_loopback()?;
     let apps = project::build_apps(&sh, flags.profile())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("cannot start the tokio runtime")?;
-    let summary = runtime.block_on(demo(&sh, &apps, flags, &pods))?;
+    let (pods, summary) = runtime.block_on(demo(&sh, &apps, flags))?;
     let mut out = std::io::stdout().lock();
     let _ = write!(
         out,
@@ -83,28 +70,66 @@ struct Pod {
     addr: SocketAddr,
 }
 
-/// Starts the DNS server, the servers and the client; stops them all whatever happens.
-async fn demo(sh: &Shell, apps: &Apps, flags: &flags::Hello, pods: &[Pod]) -> Result<Summary> {
+/// Starts the twin (its DNS server and the servers) and the client; stops them all whatever
+/// happens.
+async fn demo(sh: &Shell, apps: &Apps, flags: &flags::Hello) -> Result<(Vec<Pod>, Summary)> {
     let mut signals = Signals::new()?;
-    let records = Records::new();
-    records.set(SERVICE, pods.iter().map(|p| p.addr.ip()).collect());
-    let dns = DnsServer::start(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), records)
-        .await
-        .context("cannot start the DNS server")?;
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let spec = TwinSpec {
+        server_bin: apps.server.clone(),
+        envoy_bin: None,
+        work_dir: project::root()
+            .join("target/twin")
+            .join(format!("hello-{stamp}")),
+        versions: vec![("v1".to_owned(), u32::from(flags.servers))],
+        server_env: vec![
+            ("METRICS_ADDR".to_owned(), "off".to_owned()),
+            (
+                "RESPONSE_DELAY".to_owned(),
+                humantime::format_duration(flags.response_delay).to_string(),
+            ),
+            ("NO_COLOR".to_owned(), "1".to_owned()),
+        ],
+        mode: ServiceMode::Headless,
+    };
+    // Dropped on an interrupt, the twin kills whatever it has started.
+    let twin = tokio::select! {
+        biased;
+        interrupted = signals.recv() => {
+            eprintln!("==> {interrupted}");
+            return Err(anyhow::Error::new(interrupted));
+        }
+        twin = Twin::start_with_names(spec, PodNames::Ordinal) => twin.context("cannot start the servers")?,
+    };
+    let pods: Vec<Pod> = twin
+        .pods()
+        .map(|p| Pod {
+            name: p.name.clone(),
+            addr: p.addr,
+        })
+        .collect();
     eprintln!(
         "==> DNS server on {}: {SERVICE} -> {}",
-        dns.local_addr(),
+        twin.dns_addr(),
         pods.iter()
             .map(|p| p.addr.ip().to_string())
             .collect::<Vec<_>>()
             .join(", ")
     );
+    for pod in twin.pods() {
+        let pid = pod
+            .pid()
+            .map_or_else(|| "exited".to_owned(), |pid| pid.to_string());
+        eprintln!("==> started {} (pid {pid}) on {}", pod.name, pod.addr);
+    }
 
-    let mut children = Children::default();
+    let target = twin.target();
     let result = tokio::select! {
         biased;
         interrupted = signals.recv() => Err(anyhow::Error::new(interrupted)),
-        result = start_and_run(sh, apps, flags, pods, dns.local_addr(), &mut children) => result,
+        result = run_client(sh, apps, flags, &target, pods.len()) => result,
     };
     if let Some(interrupted) = result
         .as_ref()
@@ -119,57 +144,27 @@ async fn demo(sh: &Shell, apps: &Apps, flags: &flags::Hello, pods: &[Pod]) -> Re
     );
     let stopped = tokio::select! {
         biased;
-        // A second interrupt: the guard below kills them now.
+        // A second interrupt: dropping the twin kills them now.
         interrupted = signals.recv() => Err(anyhow::Error::new(interrupted)),
-        stopped = children.stop_all(STOP_GRACE) => stopped,
+        stopped = twin.stop(STOP_GRACE) => stopped.map_err(anyhow::Error::new),
     };
-    drop(children);
-    dns.shutdown().await;
     let summary = result?;
     stopped.context("the servers did not stop cleanly")?;
-    Ok(summary)
+    Ok((pods, summary))
 }
 
-async fn start_and_run(
+/// Runs hello-client against `target` to its end, its output copied to ours; returns what its
+/// final summary says.
+async fn run_client(
     sh: &Shell,
     apps: &Apps,
     flags: &flags::Hello,
-    pods: &[Pod],
-    dns: SocketAddr,
-    children: &mut Children,
+    target: &str,
+    servers: usize,
 ) -> Result<Summary> {
-    let server = &apps.server;
-    let delay = humantime::format_duration(flags.response_delay).to_string();
-    let mut ids = Vec::new();
-    for pod in pods {
-        let command = cmd!(sh, "{server}")
-            .env("POD_NAME", &pod.name)
-            .env("LISTEN_ADDR", pod.addr.to_string())
-            .env("METRICS_ADDR", "off")
-            .env("RESPONSE_DELAY", &delay)
-            .env("NO_COLOR", "1")
-            // Whatever the caller's shell has set, the demo is the same everywhere.
-            .env_remove("VERSION")
-            .env_remove("MAX_CONNECTION_AGE")
-            .env_remove("MAX_CONNECTION_AGE_GRACE")
-            .env_remove("DRAIN_TIMEOUT");
-        let mut command = Command::from(command);
-        command.stdout(Stdio::null());
-        let id = children.spawn(&pod.name, command)?;
-        eprintln!(
-            "==> started {} (pid {}) on {}",
-            pod.name,
-            children.get_mut(id).pid(),
-            pod.addr
-        );
-        ids.push(id);
-    }
-    wait_listening(children, &ids, pods, READY_LIMIT).await?;
-
     let client = &apps.client;
-    let target = format!("dns://{dns}/{SERVICE}:{PORT}");
     let args = [
-        target.clone(),
+        target.to_owned(),
         "--lb".into(),
         flags.lb.as_str().into(),
         "--rounds".into(),
@@ -184,11 +179,10 @@ async fn start_and_run(
     let client_args = &args;
     let mut command = Command::from(cmd!(sh, "{client} {client_args...}").env("NO_COLOR", "1"));
     command.stdout(Stdio::piped());
-    let id = children.spawn("hello-client", command)?;
-    let proc = children.get_mut(id);
+    // Killed when dropped: on an error or an interrupt.
+    let mut proc = Process::spawn("hello-client", command, Output::Keep)?;
     eprintln!(
-        "==> all {} servers listen; running hello-client (pid {}) {}\n",
-        pods.len(),
+        "==> all {servers} servers listen; running hello-client (pid {}) {}\n",
         proc.pid(),
         args.join(" ")
     );
@@ -207,7 +201,7 @@ async fn start_and_run(
         })?
         .context("cannot read the output of hello-client")?;
     let status = proc
-        .wait_exit(Instant::now() + Duration::from_secs(5))
+        .wait_exit(Duration::from_secs(5))
         .await?
         .ok_or_else(|| anyhow!("hello-client closed its output but did not exit"))?;
     if !status.success() {
@@ -216,51 +210,6 @@ async fn start_and_run(
     let final_line =
         final_line.ok_or_else(|| anyhow!("hello-client printed no `-- final` summary line"))?;
     Summary::parse(&final_line)
-}
-
-/// Waits until every server accepts TCP connections; fails naming the first that exited or
-/// did not listen in time.
-async fn wait_listening(
-    children: &mut Children,
-    ids: &[usize],
-    pods: &[Pod],
-    limit: Duration,
-) -> Result<()> {
-    let deadline = Instant::now() + limit;
-    let mut waiting: Vec<(usize, &Pod)> = ids.iter().copied().zip(pods).collect();
-    loop {
-        let mut still = Vec::new();
-        for (id, pod) in waiting {
-            let proc = children.get_mut(id);
-            if let Some(status) = proc.try_exit()? {
-                bail!(
-                    "{} exited ({status}) before listening on {}{}",
-                    pod.name,
-                    pod.addr,
-                    proc.stderr_tail(TAIL)
-                );
-            }
-            let attempt =
-                tokio::time::timeout(Duration::from_millis(250), TcpStream::connect(pod.addr));
-            if !matches!(attempt.await, Ok(Ok(_))) {
-                still.push((id, pod));
-            }
-        }
-        let Some(&(id, pod)) = still.first() else {
-            return Ok(());
-        };
-        if Instant::now() >= deadline {
-            bail!(
-                "{} did not listen on {} within {}{}",
-                pod.name,
-                pod.addr,
-                humantime::format_duration(limit),
-                children.get_mut(id).stderr_tail(TAIL)
-            );
-        }
-        waiting = still;
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// Copies the client's stdout to ours line by line; returns its `-- final` line.
@@ -279,40 +228,16 @@ async fn forward(stdout: tokio::process::ChildStdout) -> std::io::Result<Option<
     Ok(final_line)
 }
 
-/// A block of loopback addresses for one run: 127.X.Y.0/24 with X and Y in 1..=254, so that it
-/// is never 127.0.0.x (where everything else listens) and has no broadcast-looking octet, and
-/// two runs at once almost never share it. Server `i` gets 127.X.Y.(10+i).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct LoopbackBlock {
-    x: u8,
-    y: u8,
-}
-
-impl LoopbackBlock {
-    fn random(rng: &mut impl rand::Rng) -> LoopbackBlock {
-        LoopbackBlock {
-            x: rng.random_range(1..=254),
-            y: rng.random_range(1..=254),
-        }
-    }
-
-    /// The address of server `i` (0..50).
-    fn server_addr(self, i: u8) -> SocketAddr {
-        assert!(i < 50, "at most 50 servers");
-        SocketAddr::from((Ipv4Addr::new(127, self.x, self.y, 10 + i), PORT))
-    }
-
-    /// Fails, saying why, where only 127.0.0.1 is loopback (macOS, some containers).
-    fn check_bindable(self) -> Result<()> {
-        let ip = self.server_addr(0).ip();
-        std::net::TcpListener::bind((ip, 0)).map(drop).with_context(|| {
-            format!(
-                "cannot listen on {ip}: hello runs its servers on 127.{x}.{y}.10 and up, which needs all of 127.0.0.0/8 on the loopback interface as Linux has it (on macOS: sudo ifconfig lo0 alias 127.{x}.{y}.10 up, and so on for each server)",
-                x = self.x,
-                y = self.y
-            )
-        })
-    }
+/// Fails, saying why, where only 127.0.0.1 is loopback (macOS, some containers): the twin puts
+/// its DNS server and its servers on a block of 127.0.0.0/8 of its own, drawn at random.
+fn check_loopback() -> Result<()> {
+    // Any address of a block will do: where one is not loopback, none is.
+    let ip = Block::random().ip(1);
+    std::net::TcpListener::bind((ip, 0)).map(drop).with_context(|| {
+        format!(
+            "cannot listen on {ip}: hello runs its DNS server and its servers on addresses such as {ip}, which needs all of 127.0.0.0/8 on the loopback interface as Linux has it (on macOS: sudo ifconfig lo0 alias {ip} up, and so on for each address)"
+        )
+    })
 }
 
 /// What the client's `-- final` line says.
@@ -465,10 +390,6 @@ fn wrap(text: &str, width: usize) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::net::IpAddr;
-
-    use rand::SeedableRng;
-
     use super::*;
 
     fn hello(lb: Lb, servers: u8, rounds: u32) -> flags::Hello {
@@ -479,126 +400,6 @@ mod tests {
             response_delay: Duration::ZERO,
             debug: true,
         }
-    }
-
-    /// A loopback address that nothing listens on (a port the system just handed out and took
-    /// back), as a server that never comes up.
-    fn unused_addr() -> SocketAddr {
-        let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-        listener.local_addr().unwrap()
-    }
-
-    fn quiet(program: &str, args: &[&str]) -> Command {
-        let mut command = Command::new(program);
-        command.args(args).stdout(Stdio::null());
-        command
-    }
-
-    #[tokio::test]
-    async fn a_server_that_exits_before_listening_is_named_with_its_last_stderr_lines() {
-        let mut children = Children::default();
-        let id = children
-            .spawn(
-                "server-0",
-                quiet(
-                    "sh",
-                    &["-c", "echo starting >&2; echo cannot bind >&2; exit 2"],
-                ),
-            )
-            .unwrap();
-        let pod = Pod {
-            name: "server-0".into(),
-            addr: unused_addr(),
-        };
-        let err = wait_listening(
-            &mut children,
-            &[id],
-            std::slice::from_ref(&pod),
-            READY_LIMIT,
-        )
-        .await
-        .unwrap_err()
-        .to_string();
-        assert_eq!(
-            err,
-            format!(
-                "server-0 exited (exit status: 2) before listening on {}; its last stderr lines: starting | cannot bind",
-                pod.addr
-            )
-        );
-    }
-
-    #[tokio::test]
-    async fn a_server_that_never_listens_fails_the_wait_at_its_deadline() {
-        let mut children = Children::default();
-        let listening = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-        let up = children
-            .spawn("server-0", quiet("sleep", &["600"]))
-            .unwrap();
-        let down = children
-            .spawn("server-1", quiet("sleep", &["600"]))
-            .unwrap();
-        let pods = [
-            Pod {
-                name: "server-0".into(),
-                addr: listening.local_addr().unwrap(),
-            },
-            Pod {
-                name: "server-1".into(),
-                addr: unused_addr(),
-            },
-        ];
-        let err = wait_listening(
-            &mut children,
-            &[up, down],
-            &pods,
-            Duration::from_millis(300),
-        )
-        .await
-        .unwrap_err()
-        .to_string();
-        assert_eq!(
-            err,
-            format!(
-                "server-1 did not listen on {} within 300ms; it wrote nothing to stderr",
-                pods[1].addr
-            )
-        );
-    }
-
-    #[test]
-    fn the_random_loopback_block_never_yields_127_0_0_x_or_a_255_octet() {
-        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-        let (mut xs, mut ys) = (
-            std::collections::BTreeSet::new(),
-            std::collections::BTreeSet::new(),
-        );
-        for _ in 0..100_000 {
-            let block = LoopbackBlock::random(&mut rng);
-            xs.insert(block.x);
-            ys.insert(block.y);
-            for i in [0, 49] {
-                let IpAddr::V4(ip) = block.server_addr(i).ip() else {
-                    panic!("not IPv4");
-                };
-                let [a, b, c, d] = ip.octets();
-                assert_eq!(a, 127);
-                assert!((1..=254).contains(&b) && (1..=254).contains(&c), "{ip}");
-                assert!((10..=59).contains(&d), "{ip}");
-            }
-        }
-        // Every allowed octet comes up, so the range is the whole of 1..=254.
-        assert_eq!(xs, (1..=254).collect());
-        assert_eq!(ys, (1..=254).collect());
-    }
-
-    #[test]
-    fn servers_get_distinct_addresses_on_one_port() {
-        let block = LoopbackBlock { x: 3, y: 4 };
-        let addrs: std::collections::BTreeSet<_> = (0..50).map(|i| block.server_addr(i)).collect();
-        assert_eq!(addrs.len(), 50);
-        assert_eq!(block.server_addr(0).to_string(), "127.3.4.10:50051");
-        assert_eq!(block.server_addr(49).to_string(), "127.3.4.59:50051");
     }
 
     #[test]
@@ -624,7 +425,7 @@ mod tests {
         let pods: Vec<Pod> = (0..3)
             .map(|i| Pod {
                 name: format!("server-{i}"),
-                addr: LoopbackBlock { x: 1, y: 2 }.server_addr(i),
+                addr: SocketAddr::from(([127, 1, 2, 10 + i], 50051)),
             })
             .collect();
         let summary = Summary {

@@ -7,7 +7,7 @@ use std::{
     time::Duration,
 };
 
-use crate::process::{Output, Process, ProcessError, StderrTail};
+use crate::process::{self, Output, Process, ProcessError, StderrTail};
 
 /// How long a pod may take to accept connections.
 pub const READY_DEADLINE: Duration = Duration::from_secs(15);
@@ -127,6 +127,12 @@ impl Pod {
     }
 }
 
+/// Stops every pod at once ([`Pod::stop`]); fails naming each that exited with a failure or had
+/// to be killed.
+pub async fn stop_all(mut pods: Vec<Pod>, grace: Duration) -> Result<(), ProcessError> {
+    process::stop_all(pods.iter_mut().map(|pod| &mut pod.process), grace).await
+}
+
 /// Spawns the server process of a pod, its stderr into `log` (appended to on a restart).
 fn spawn(
     bin: &Path,
@@ -188,4 +194,64 @@ async fn wait_listening(
             },
             other => PodError::Process(other),
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+
+    /// A loopback address that nothing listens on (a port the system just handed out and took
+    /// back), as a server that never comes up.
+    fn unused_addr() -> SocketAddr {
+        let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        listener.local_addr().unwrap()
+    }
+
+    fn quiet(name: &str, program: &str, args: &[&str]) -> Process {
+        let mut command = Command::new(program);
+        command.args(args).stdout(Stdio::null());
+        Process::spawn(name, command, Output::Keep).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_server_that_exits_before_listening_is_named_with_its_last_stderr_lines() {
+        let mut server = quiet(
+            "server-0",
+            "sh",
+            &["-c", "echo starting >&2; echo cannot bind >&2; exit 2"],
+        );
+        let addr = unused_addr();
+        let err = wait_listening(&mut server, addr, READY_DEADLINE)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            format!(
+                "server-0 exited (exit status: 2) before listening on {addr}; its last stderr lines: starting | cannot bind"
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn a_server_that_never_listens_fails_the_wait_at_its_deadline() {
+        let listening = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let mut up = quiet("server-0", "sleep", &["600"]);
+        let mut down = quiet("server-1", "sleep", &["600"]);
+        let limit = Duration::from_millis(300);
+        wait_listening(&mut up, listening.local_addr().unwrap(), limit)
+            .await
+            .unwrap();
+        let addr = unused_addr();
+        let err = wait_listening(&mut down, addr, limit)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            format!("server-1 did not listen on {addr} within 300ms; it wrote nothing to stderr")
+        );
+    }
 }

@@ -16,12 +16,10 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
+use mesh::process::{Output, Process};
 use xshell::{Shell, cmd};
 
-use crate::{
-    process::{Children, Proc},
-    project::{self, Profile},
-};
+use crate::project::{self, Profile};
 
 /// The package (and binary) name of the generated crate.
 pub const NAME: &str = "bench-bare-server";
@@ -31,7 +29,6 @@ const MAIN: &str = include_str!("bare/main.rs");
 const DEPENDENCIES: [&str; 2] = ["tonic", "tokio"];
 /// How long the server may take to write its address.
 const READY_DEADLINE: Duration = Duration::from_secs(15);
-const POLL: Duration = Duration::from_millis(20);
 
 /// Writes the crate and builds it; returns the binary.
 pub fn build(sh: &Shell, profile: Profile) -> Result<PathBuf> {
@@ -156,10 +153,10 @@ fn toml_string(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
-/// A running bare server.
+/// A running bare server; killed when dropped.
 pub struct BareServer {
     pub addr: SocketAddr,
-    children: Children,
+    process: Process,
 }
 
 impl BareServer {
@@ -174,40 +171,25 @@ impl BareServer {
             .arg(&addr_file)
             .current_dir(work_dir)
             .stdout(Stdio::null());
-        let mut children = Children::default();
-        let i = children.spawn("the bare tonic server", command)?;
-        let deadline = std::time::Instant::now() + READY_DEADLINE;
-        loop {
-            if let Some(addr) = std::fs::read_to_string(&addr_file)
+        let mut process = Process::spawn("the bare tonic server", command, Output::Keep)?;
+        let listening = || {
+            let found = std::fs::read_to_string(&addr_file)
                 .ok()
                 .and_then(|text| text.trim().parse().ok())
-            {
-                return Ok(BareServer { addr, children });
-            }
-            let proc: &mut Proc = children.get_mut(i);
-            if let Some(status) = proc.try_exit()? {
-                bail!(
-                    "the bare tonic server exited with {status} before it listened{}",
-                    proc.stderr_tail(3)
-                );
-            }
-            if std::time::Instant::now() >= deadline {
-                bail!(
-                    "the bare tonic server did not listen within {}s",
-                    READY_DEADLINE.as_secs()
-                );
-            }
-            tokio::time::sleep(POLL).await;
-        }
+                .ok_or_else(|| "it has not written its address yet".to_owned());
+            std::future::ready(found)
+        };
+        let addr = process.wait_ready(READY_DEADLINE, listening).await?;
+        Ok(BareServer { addr, process })
     }
 
-    pub fn pid(&mut self) -> u32 {
-        self.children.get_mut(0).pid()
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
     }
 
     /// SIGTERM, then SIGKILL after 5s.
     pub async fn stop(mut self) -> Result<()> {
-        self.children.stop_all(Duration::from_secs(5)).await
+        Ok(self.process.stop(Duration::from_secs(5)).await?)
     }
 }
 

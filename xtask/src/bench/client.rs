@@ -1,9 +1,15 @@
 //! One run of hello-client: its JSON summaries, and what they say.
 
-use std::{path::Path, process::Stdio, time::Duration};
+use std::{
+    path::Path,
+    process::{Command, Stdio},
+    time::Duration,
+};
 
 use anyhow::{Context, Result, bail};
 use hello_apps::client::{Summary, SummaryKind};
+use mesh::process::{Output, Process};
+use tokio::{io::AsyncReadExt, time::Instant};
 
 /// How often the client reports. The first report of a run (start-up, connecting) is left out of
 /// its rate.
@@ -52,7 +58,7 @@ pub async fn run(
     client_id: &str,
     what: &str,
 ) -> Result<ClientRun> {
-    let mut cmd = tokio::process::Command::new(bin);
+    let mut cmd = Command::new(bin);
     cmd.env_clear()
         .env("RUST_LOG", "off")
         .arg(target)
@@ -65,35 +71,40 @@ pub async fn run(
         Load::Concurrency(n) => cmd.args(["--concurrency", &n.to_string()]),
         Load::Rate(n) => cmd.args(["--rate", &n.to_string()]),
     };
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let child = cmd
-        .spawn()
-        .with_context(|| format!("cannot start {}", bin.display()))?;
-    let output = tokio::time::timeout(duration + OVERRUN, child.wait_with_output())
+    cmd.stdout(Stdio::piped());
+    // Killed when dropped: on an error, a timeout or an interrupt.
+    let mut client = Process::spawn("hello-client", cmd, Output::Keep)?;
+    let stdout = client.take_stdout().context("hello-client has no stdout")?;
+    let mut stdout = tokio::process::ChildStdout::from_std(stdout)
+        .with_context(|| format!("{what}: cannot read the output of hello-client"))?;
+    let limit = duration + OVERRUN;
+    let stuck = || {
+        anyhow::anyhow!(
+            "{what}: hello-client did not finish within {}s",
+            limit.as_secs()
+        )
+    };
+    let started = Instant::now();
+    let mut out = Vec::new();
+    tokio::time::timeout(limit, stdout.read_to_end(&mut out))
         .await
-        .map_err(|_| {
-            anyhow::anyhow!(
-                "{what}: hello-client did not finish within {}s",
-                (duration + OVERRUN).as_secs()
-            )
-        })?
-        .with_context(|| format!("{what}: cannot wait for hello-client"))?;
-    if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
+        .map_err(|_| stuck())?
+        .with_context(|| format!("{what}: cannot read the output of hello-client"))?;
+    let status = client
+        .wait_exit(limit.saturating_sub(started.elapsed()))
+        .await
+        .with_context(|| format!("{what}: cannot wait for hello-client"))?
+        .ok_or_else(stuck)?;
+    if !status.success() {
+        let tail = client.stderr_tail(1);
         bail!(
-            "{what}: hello-client exited with {}: {}",
-            output.status,
-            stderr
-                .lines()
+            "{what}: hello-client exited with {status}: {}",
+            tail.lines()
                 .last()
-                .unwrap_or("(nothing on stderr)")
-                .trim()
+                .map_or("(nothing on stderr)", String::as_str)
         );
     }
-    let run = parse(&String::from_utf8_lossy(&output.stdout))
+    let run = parse(&String::from_utf8_lossy(&out))
         .with_context(|| format!("{what}: unreadable output of hello-client"))?;
     if run.total.errors > 0 {
         let codes: Vec<String> = run
