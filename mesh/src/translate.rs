@@ -245,4 +245,6 @@ pub fn http2_options() -> std::collections::HashMap<String, Any> {
 }
 
 #[cfg(test)]
+mod test_support;
+#[cfg(test)]
 mod tests;

@@ -501,6 +501,36 @@ async fn a_response_too_large_for_udp_is_truncated_and_complete_over_tcp() {
 }
 
 #[tokio::test]
+async fn a_headless_service_with_200_pods_resolves_to_all_of_them_through_a_retry_over_tcp() {
+    let pods: Vec<IpAddr> = (0..200u8)
+        .map(|i| v4(10, 244, i / 100, i % 100 + 1))
+        .collect();
+    let records = Records::new();
+    records.set(SERVICE, pods.clone());
+    let server = start(records).await;
+
+    // Asked as the resolver asks (EDNS, 1232 bytes), 200 A records do not fit in a datagram, so
+    // the UDP answer is truncated and the resolver's answer below can only come over TCP.
+    let mut request = query(SERVICE, RecordType::A);
+    let mut edns = Edns::new();
+    edns.set_max_payload(1232);
+    request.set_edns(edns);
+    let response = ask_udp(server.local_addr(), &request).await;
+    assert!(response.metadata.truncation);
+    assert!(response.answers.is_empty());
+
+    // The gRPC client's resolver, UDP then TCP as apps/src/client/resolve.rs configures it.
+    let both = resolver_with(
+        &server,
+        vec![ConnectionConfig::udp(), ConnectionConfig::tcp()],
+        false,
+    );
+    let resolved = lookup_ips(&both, SERVICE).await;
+    assert_eq!(resolved.len(), 200);
+    assert_eq!(resolved, pods.into_iter().collect());
+}
+
+#[tokio::test]
 async fn an_address_in_use_is_a_bind_error() {
     let server = start(Records::new()).await;
     let addr = server.local_addr();

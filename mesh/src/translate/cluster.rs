@@ -87,3 +87,6 @@ pub(super) fn load_assignment(cluster: &str, endpoints: &[SocketAddr]) -> Cluste
         ..Default::default()
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -108,3 +108,6 @@ pub(super) fn listener(name: &str, addr: SocketAddr, route_name: &str) -> Listen
         ..Default::default()
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -430,3 +430,6 @@ fn config_metadata(virtual_service: &str) -> Metadata {
         ..Default::default()
     }
 }
+
+#[cfg(test)]
+mod tests;
