@@ -1,9 +1,9 @@
-//! The local twin of the mesh.
+//! The local twin of the mesh, and the control plane that configures its Envoys.
 //!
-//! For now it holds the twin DNS ([`dns`]): a small authoritative DNS server that answers
-//! Kubernetes-like Service names (`server`, `server.default.svc.cluster.local`) with the
-//! addresses of the processes that stand in for them, so that a gRPC client resolving with a
-//! real DNS resolver finds the twin instead of a cluster.
+//! [`twin`] plays a cluster on loopback addresses: pods ([`process`] supervises every child process),
+//! cluster DNS ([`dns`]), kube-proxy's per-connection virtual IPs, and real Envoys ([`envoy`]) fed
+//! over ADS ([`xds`]) with what [`translate`] makes of the Gateway API routes [`gateway`] loaded and
+//! validated, as Istio's sidecar would hold them ([`model`] is what is translated).
 
 pub mod dns;
 pub mod envoy;
