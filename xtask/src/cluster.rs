@@ -10,4 +10,5 @@ pub mod kube;
 pub mod objects;
 pub mod plan;
 pub mod route_check;
+pub mod sha256;
 pub mod versions;

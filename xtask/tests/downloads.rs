@@ -8,7 +8,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use xtask::cluster::fetch;
+use xtask::cluster::{fetch, sha256};
 
 use xtask::testing::loopback::{Reply, Server};
 
@@ -203,7 +203,7 @@ fn the_content_checksum_skips_comment_and_blank_lines_only() {
     let plain = fetch::content_sha256(b"a: 1\nb:\n  c: 2\n");
     assert_eq!(
         plain,
-        fetch::sha256_hex(b"a: 1\nb:\n  c: 2\n"),
+        sha256::hex(b"a: 1\nb:\n  c: 2\n"),
         "without comments it is the file's own sha256"
     );
     assert_eq!(

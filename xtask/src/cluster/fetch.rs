@@ -4,9 +4,6 @@
 //! A download goes to a temporary name beside its destination and is renamed onto it only after
 //! its checksum matched, so an interrupted or corrupted download never leaves a file that a later
 //! run would take for the real one. `.tools/` is created when it does not exist (a fresh clone).
-//!
-//! This file uses no `crate::` paths: `tests/crds.rs` and `tests/downloads.rs` include it, so the
-//! tests find the CRDs exactly as `cargo xtask up` does.
 
 use std::{
     fs,
@@ -17,6 +14,8 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
+
+use super::sha256;
 
 /// Where the project keeps what it downloads, relative to the project root (git-ignored).
 pub const TOOLS_DIR: &str = ".tools";
@@ -41,11 +40,6 @@ pub const GATEWAY_API_CRDS_VAR: &str = "GATEWAY_API_CRDS";
 /// The downloaded copy, in [`TOOLS_DIR`].
 pub const GATEWAY_API_CRDS_FILE: &str = "gateway-api-v1.5.1-standard-install.yaml";
 
-/// The lowercase hex SHA-256 of `bytes`.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex(&Sha256::digest(bytes))
-}
-
 /// The SHA-256 of a YAML file's content, as [`GATEWAY_API_CRDS_SHA256`] defines it: its lines
 /// without blank lines and `#` comment lines, each followed by `\n`.
 pub fn content_sha256(bytes: &[u8]) -> String {
@@ -58,11 +52,7 @@ pub fn content_sha256(bytes: &[u8]) -> String {
         hash.update(line);
         hash.update(b"\n");
     }
-    hex(&hash.finalize())
-}
-
-fn hex(digest: &[u8]) -> String {
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    sha256::finish_hex(hash)
 }
 
 /// Where the Gateway API CRDs come from.

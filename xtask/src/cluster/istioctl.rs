@@ -19,7 +19,7 @@ use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use xshell::{Shell, cmd};
 
-use super::fetch;
+use super::{fetch, sha256};
 
 /// An istioctl release archive for one platform.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,7 +146,7 @@ pub fn install(sh: &Shell, root: &Path, version: &str, release: &Release) -> Res
     )?;
     let archive = tools.join(&release.archive);
     fetch::download_checked(&release.url, &archive, &|bytes| {
-        let found = fetch::sha256_hex(bytes);
+        let found = sha256::hex(bytes);
         if found == expected {
             Ok(())
         } else {
@@ -289,7 +289,7 @@ mod tests {
             .unwrap();
         let bytes = fs::read(&archive).unwrap();
         let name = "istioctl-1.30.5-linux-amd64.tar.gz";
-        let sum = sum.map_or_else(|| fetch::sha256_hex(&bytes), str::to_owned);
+        let sum = sum.map_or_else(|| sha256::hex(&bytes), str::to_owned);
         let server = crate::testing::loopback::Server::routes(vec![
             (
                 format!("1.30.5/{name}"),
