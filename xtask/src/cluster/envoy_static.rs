@@ -15,7 +15,7 @@
 use serde_json::{Value, json};
 
 /// The port of the proxy's listener (the servers' port: the Service `server` keeps its port).
-pub const PROXY_PORT: u16 = 50051;
+pub const PROXY_PORT: u16 = super::objects::GRPC_PORT;
 /// The static sidecar's listener, on the client pod's loopback.
 pub const SIDECAR_PORT: u16 = 15001;
 /// Envoy's admin interface: on the static sidecar's loopback only; on the proxies' pod address,
@@ -45,7 +45,8 @@ pub struct Upstream {
     pub port: u16,
 }
 
-/// The proxy in front of the servers: every RPC on `0.0.0.0:50051` goes to `upstream`.
+/// The proxy in front of the servers: every RPC on [`PROXY_PORT`], on every address, goes to
+/// `upstream`.
 pub fn proxy(upstream: &Upstream) -> Value {
     bootstrap(
         "0.0.0.0",
@@ -229,12 +230,13 @@ fn strict_dns_cluster(upstream: &Upstream) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cluster::objects::{CLUSTER_DOMAIN, GRPC_PORT};
 
     fn upstream(name: &str) -> Upstream {
         Upstream {
             name: name.into(),
-            host: format!("{name}-pods.gml-test.svc.cluster.local"),
-            port: 50051,
+            host: format!("{name}-pods.gml-test.svc.{CLUSTER_DOMAIN}"),
+            port: GRPC_PORT,
         }
     }
 
@@ -361,7 +363,7 @@ mod tests {
         let local = |name: &str| Upstream {
             name: name.into(),
             host: "localhost".into(),
-            port: 50051,
+            port: GRPC_PORT,
         };
         let bootstrap = sidecar_at(&at, &[(local("server-v1"), 90), (local("server-v2"), 10)]);
         let dir = std::env::temp_dir().join(format!("gml-ready-probe-{}-{ip}", std::process::id()));
