@@ -1,7 +1,8 @@
 //! The images' Dockerfiles agree with each other and with the apps. `apps/Dockerfile` (the build
 //! from source, for macOS and Windows) cannot be built without pulling its Rust and Python images,
 //! so these checks keep its runtime stages identical to those of `apps/Dockerfile.scratch` and
-//! `apps/Dockerfile.envoy`, which the tests in `xtask/src/cluster/images.rs` build and run with Docker.
+//! `apps/Dockerfile.envoy`, which the tests in `xtask/src/cluster/images/tests/docker.rs` build
+//! and run with Docker.
 
 use std::{fs, path::PathBuf};
 
