@@ -12,7 +12,7 @@ use std::{
 use anyhow::{Context, bail};
 use kube::api::DynamicObject;
 
-use crate::{cluster::fetch, cluster::images, cluster::versions};
+use crate::cluster::{fetch, images, kube::FIELD_MANAGER, versions};
 
 /// One step of a cluster command.
 pub enum Step {
@@ -82,6 +82,11 @@ pub fn label(o: &DynamicObject) -> String {
     }
 }
 
+/// How a plan introduces a server-side apply (the objects follow, one per line).
+pub fn apply_heading(why: &str) -> String {
+    format!("apply ({why}, server-side, field manager {FIELD_MANAGER}):")
+}
+
 impl fmt::Display for Step {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -140,15 +145,12 @@ impl fmt::Display for Step {
             ),
             Step::ApplyCrdBundle { path } => write!(
                 f,
-                "apply (every object of {}: Gateway API {} standard channel, server-side, field manager grpc-mesh-lab)\n    then wait: its CRDs established",
+                "apply (every object of {}: Gateway API {} standard channel, server-side, field manager {FIELD_MANAGER})\n    then wait: its CRDs established",
                 path.display(),
                 fetch::GATEWAY_API_VERSION
             ),
             Step::Apply { why, objects } => {
-                write!(
-                    f,
-                    "apply ({why}, server-side, field manager grpc-mesh-lab):"
-                )?;
+                f.write_str(&apply_heading(why))?;
                 for o in objects {
                     write!(f, "\n    {}", label(o))?;
                 }
