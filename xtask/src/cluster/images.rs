@@ -166,7 +166,7 @@ pub fn load_into_kind(sh: &Shell, images: &Images, cluster: &str) -> Result<()> 
     Ok(())
 }
 
-/// The commands [`build`] runs on this host, in order, with [`TAG_PLACEHOLDER`] for the tags.
+/// The commands [`build`](build()) runs on this host, in order, with [`TAG_PLACEHOLDER`] for the tags.
 pub fn plan() -> Vec<String> {
     let mut steps = Vec::new();
     if cfg!(target_os = "linux") {

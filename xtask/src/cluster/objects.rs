@@ -94,7 +94,8 @@ pub const ENVOY_CONTAINER: &str = "envoy";
 pub const GRPC_PORT: u16 = mesh::twin::PORT;
 pub const METRICS_PORT: u16 = server_config::DEFAULT_METRICS_PORT;
 const GRPC_PORT_NAME: &str = "grpc";
-/// The static sidecar's port for the kubelet's startup probe ([`envoy_static::READY_PORT`]).
+/// The static sidecar's port for the kubelet's startup probe
+/// ([`READY_PORT`](super::envoy_static::READY_PORT)).
 const READY_PORT_NAME: &str = "envoy-ready";
 /// How long the static sidecar may take to become ready (probed once a second): its clusters'
 /// first DNS resolution is all it waits for.
