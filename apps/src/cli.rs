@@ -37,15 +37,37 @@ pub fn report(bin: &str, err: &anyhow::Error, code: u8) -> ExitCode {
 
 /// Logs to stderr; `RUST_LOG` chooses what (default: `info`).
 pub fn init_logging() {
+    use tracing_subscriber::{Layer, layer::SubscriberExt, util::SubscriberInitExt};
+    tracing_subscriber::registry()
+        .with(stderr_log().with_filter(env_filter()))
+        .init();
+}
+
+/// Logs to stderr as [`init_logging`] does, and also says in one warning line each kind of
+/// request that HTTP/2 refuses before the server sees it (see [`crate::server::refused`]),
+/// whatever `RUST_LOG` says.
+pub fn init_server_logging() {
+    use tracing_subscriber::{Layer, layer::SubscriberExt, util::SubscriberInitExt};
+    tracing_subscriber::registry()
+        .with(stderr_log().with_filter(env_filter()))
+        .with(crate::server::refused::layer())
+        .init();
+}
+
+fn env_filter() -> tracing_subscriber::EnvFilter {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"))
+}
+
+fn stderr_log<S>() -> impl tracing_subscriber::Layer<S>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .compact()
-        .init();
 }
 
 /// Completes on the first SIGTERM or SIGINT.

@@ -9,6 +9,7 @@ pub mod config;
 mod greeter;
 mod health;
 mod metrics;
+pub mod refused;
 mod serve;
 
 pub use config::{Config, Flags};

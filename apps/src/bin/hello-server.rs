@@ -19,7 +19,7 @@ async fn main() -> ExitCode {
         Ok(server) => server,
         Err(err) => return cli::report("hello-server", &err.into(), cli::EXIT_FAILURE),
     };
-    cli::init_logging();
+    cli::init_server_logging();
     tracing::info!(%config, "starting");
     tracing::info!(addr = %server.local_addr(), metrics = ?server.metrics_addr(), "listening");
     match server.run(cli::terminated()).await {

@@ -54,7 +54,7 @@ pub struct Proc {
 }
 
 impl Proc {
-    fn spawn(mut cmd: Command) -> Proc {
+    pub fn spawn(mut cmd: Command) -> Proc {
         cmd.stdin(Stdio::null()).stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn");
         let stderr = Arc::new(Mutex::new(String::new()));
