@@ -43,7 +43,7 @@ use tokio::time::Instant;
 use crate::{
     dns::{DnsServer, Records},
     envoy::Envoy,
-    gateway::{self, RouteObject, Warning},
+    gateway::{Routes, Warning},
     model::{MeshConfig, Service},
     translate,
     xds::{ControlPlane, Serving},
@@ -120,7 +120,7 @@ pub struct Twin {
     keep_intercepts: bool,
     sidecar: Option<Envoy>,
     proxies: Vec<Envoy>,
-    routes: Vec<RouteObject>,
+    routes: Routes,
     warnings: Vec<Warning>,
     /// The configuration the static sidecar was started with.
     static_config: Option<translate::Resources>,
@@ -165,7 +165,7 @@ impl Twin {
             keep_intercepts: false,
             sidecar: None,
             proxies: Vec::new(),
-            routes: Vec::new(),
+            routes: Routes::empty(),
             warnings: Vec::new(),
             static_config: None,
             relist: kubelet::Relist::new(Instant::now()),
@@ -223,6 +223,11 @@ impl Twin {
         &self.proxies
     }
 
+    /// The routes in force: to change them, make a new set from these and set it.
+    pub fn routes(&self) -> &Routes {
+        &self.routes
+    }
+
     /// Warnings about the routes in force (unresolved backend references).
     pub fn warnings(&self) -> &[Warning] {
         &self.warnings
@@ -260,13 +265,9 @@ impl Twin {
         self.timing = timing;
     }
 
-    /// Sets the route objects in force; returns the warnings about them once every Envoy has
-    /// them.
-    pub async fn set_routes(
-        &mut self,
-        routes: Vec<RouteObject>,
-    ) -> Result<Vec<Warning>, TwinError> {
-        gateway::validate(&routes).map_err(|e| TwinError::Config(e.to_string()))?;
+    /// Sets the routes in force (validated when they were made); returns the warnings about them
+    /// once every Envoy has them.
+    pub async fn set_routes(&mut self, routes: Routes) -> Result<Vec<Warning>, TwinError> {
         self.routes = routes;
         self.publish().await?;
         Ok(self.warnings.clone())

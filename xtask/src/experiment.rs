@@ -6,7 +6,7 @@ use anyhow::bail;
 
 use crate::{
     flags,
-    harness::scenario::{Client, Exposure, Mesh, Phase, Retries, Scenario},
+    harness::scenario::{Client, Exposure, Mesh, Phase, Retries, RouteSource, Scenario},
     harness::{engine::Measure, local},
     output,
 };
@@ -28,11 +28,6 @@ pub fn run(flags: &flags::Experiment) -> anyhow::Result<()> {
             _ => bail!("invalid --header {h:?}: expected key=value"),
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    // Validate the routes before anything starts.
-    if let Some(path) = &flags.routes {
-        mesh::gateway::load(path)?;
-    }
-    let routes = flags.routes.clone();
     let mesh = if flags.mesh == "on" {
         Mesh::Sidecar
     } else {
@@ -46,7 +41,7 @@ pub fn run(flags: &flags::Experiment) -> anyhow::Result<()> {
         exposure,
         versions: versions.into_iter().map(|(v, n)| (leak(&v), n)).collect(),
         server_env: vec![("RESPONSE_DELAY", "5ms")],
-        routes: None,
+        routes: flags.routes.clone().map(RouteSource::File),
         phases: vec![Phase {
             name: leak(&phase_name(mesh, exposure, flags.lb)),
             mesh,
@@ -69,7 +64,7 @@ pub fn run(flags: &flags::Experiment) -> anyhow::Result<()> {
     } else {
         crate::project::Profile::Release
     };
-    let report = local::run(&scenario, profile, measure, routes)?;
+    let report = local::run(&scenario, profile, measure)?;
     output::print(&report, &scenario, flags.json, flags.report.as_deref())
 }
 

@@ -22,6 +22,18 @@ pub enum Mesh {
     Proxy(u32),
 }
 
+impl Mesh {
+    /// Whether the client's RPCs go through an Envoy.
+    pub fn is_on(self) -> bool {
+        self != Mesh::Off
+    }
+
+    /// The same arrangement, whatever the number of proxies (scaling them is another change).
+    pub fn same_kind(self, other: Mesh) -> bool {
+        std::mem::discriminant(&self) == std::mem::discriminant(&other)
+    }
+}
+
 impl Twin {
     /// Puts a mesh (or none) between the client and the servers.
     pub async fn set_mesh(&mut self, mesh: Mesh) -> Result<(), TwinError> {

@@ -1,43 +1,21 @@
-//! A scenario is data: what is deployed, what changes in each phase, what the client does. The
-//! demos are the built-in scenarios ([`builtin`]); `cargo xtask experiment` makes one from its
-//! flags. Either backend, the local twin or a kind cluster, runs the very same definitions.
+//! A scenario is data: what is deployed, which routes it starts with, what changes in each phase,
+//! what the client does. The demos are the built-in scenarios ([`builtin`]); `cargo xtask
+//! experiment` makes one from its flags. Either backend, the local twin or a kind cluster, runs the
+//! very same definitions.
 
-use std::time::Duration;
+use std::{path::PathBuf, time::Duration};
+
+use mesh::gateway::{GatewayError, Routes};
+/// What stands between the client and the servers in a phase: the twin's own type, which the
+/// cluster backend reads too (`Proxy(n)`: Envoy proxies in front of the servers).
+pub use mesh::twin::Mesh;
+/// How the Service `server` is exposed in a phase (a ClusterIP or a headless Service): the twin's
+/// own type, which the cluster backend reads too.
+pub use mesh::twin::ServiceMode as Exposure;
 
 mod builtin;
 
 pub use builtin::all;
-
-/// How the `server` Services are exposed when no mesh is in the way.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Exposure {
-    ClusterIp,
-    Headless,
-}
-
-/// What stands between the client and the servers in a phase.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mesh {
-    Off,
-    /// A sidecar beside the client, configured over xDS.
-    Sidecar,
-    /// A sidecar with a static configuration, restarted on every change.
-    StaticSidecar,
-    /// Envoy proxies in front of the servers.
-    Proxy(u32),
-}
-
-impl Mesh {
-    /// Whether the client's RPCs go through an Envoy.
-    pub fn is_on(self) -> bool {
-        self != Mesh::Off
-    }
-
-    /// The same arrangement, whatever the number of proxies (scaling them is an [`Action`]).
-    pub fn same_kind(self, other: Mesh) -> bool {
-        std::mem::discriminant(&self) == std::mem::discriminant(&other)
-    }
-}
 
 /// The mesh's default retry policy in a phase (Istio: `meshConfig.defaultHttpRetryPolicy`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -118,9 +96,35 @@ pub struct Scenario {
     pub versions: Vec<(&'static str, u32)>,
     /// Extra environment of every server pod.
     pub server_env: Vec<(&'static str, &'static str)>,
-    /// A file under `gateway/` applied before the first phase.
-    pub routes: Option<&'static str>,
+    /// The routes in force from the start (the twin gets them before the first phase, the cluster
+    /// applies them); weights change them.
+    pub routes: Option<RouteSource>,
     pub phases: Vec<Phase>,
+}
+
+/// Where a scenario's routes come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteSource {
+    /// A file under `gateway/`, as a demo names it.
+    Builtin(&'static str),
+    /// The user's file, or directory of `*.yaml` files (`experiment --routes`); on the local twin
+    /// an edit is pushed while the experiment runs.
+    File(PathBuf),
+}
+
+impl RouteSource {
+    /// The file or directory.
+    pub fn path(&self) -> PathBuf {
+        match self {
+            RouteSource::Builtin(file) => crate::project::root().join("gateway").join(file),
+            RouteSource::File(path) => path.clone(),
+        }
+    }
+
+    /// Reads and validates the routes: the one way a scenario's routes are loaded.
+    pub fn load(&self) -> Result<Routes, GatewayError> {
+        mesh::gateway::load(&self.path())
+    }
 }
 
 /// Every demo, in the seed's order.

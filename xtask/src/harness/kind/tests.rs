@@ -24,7 +24,7 @@ use crate::{
         mock::{self, Mock, Recorded, Reply},
     },
     harness::engine::{self, Measure},
-    harness::scenario::{Exposure, Phase, Retries},
+    harness::scenario::{Exposure, Phase, Retries, RouteSource},
 };
 
 const NS: &str = "gml-kindtest";
@@ -50,7 +50,7 @@ fn scenario() -> Scenario {
         exposure: Exposure::ClusterIp,
         versions: vec![("v1", 2), ("v2", 1)],
         server_env: Vec::new(),
-        routes: Some("httproute.yaml"),
+        routes: Some(RouteSource::Builtin("httproute.yaml")),
         phases: vec![
             phase(
                 "off",

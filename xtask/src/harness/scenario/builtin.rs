@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::{Action, Client, Exposure, Mesh, Phase, Retries, Scenario};
+use super::{Action, Client, Exposure, Mesh, Phase, Retries, RouteSource, Scenario};
 
 const SHORT: Duration = Duration::from_secs(2);
 /// The seed used 10s and 20s; the local twin uses shorter ages so the demo takes seconds.
@@ -199,7 +199,7 @@ pub fn all() -> Vec<Scenario> {
         },
         Scenario {
             versions: vec![("v1", 2), ("v2", 2)],
-            routes: Some("httproute.yaml"),
+            routes: Some(RouteSource::Builtin("httproute.yaml")),
             phases: progression(StaticSidecar, &[(100, 0), (99, 1), (50, 50), (0, 100)]),
             ..base(
                 "canary",
@@ -210,7 +210,7 @@ pub fn all() -> Vec<Scenario> {
         },
         Scenario {
             versions: vec![("v1", 2), ("v2", 2)],
-            routes: Some("httproute.yaml"),
+            routes: Some(RouteSource::Builtin("httproute.yaml")),
             phases: progression(Sidecar, &[(100, 0), (99, 1), (50, 50), (0, 100)]),
             ..base(
                 "xds",
@@ -220,7 +220,7 @@ pub fn all() -> Vec<Scenario> {
         },
         Scenario {
             versions: vec![("v1", 2), ("v2", 2)],
-            routes: Some("httproute.yaml"),
+            routes: Some(RouteSource::Builtin("httproute.yaml")),
             phases: progression(Sidecar, &[(100, 0), (95, 5), (50, 50), (0, 100)]),
             ..base(
                 "httproute",
@@ -231,7 +231,7 @@ pub fn all() -> Vec<Scenario> {
         },
         Scenario {
             versions: vec![("v1", 2), ("v2", 2)],
-            routes: Some("grpcroute.yaml"),
+            routes: Some(RouteSource::Builtin("grpcroute.yaml")),
             phases: vec![
                 phase("SayHello", Sidecar, vec![]),
                 Phase {

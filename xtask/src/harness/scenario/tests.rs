@@ -145,11 +145,21 @@ fn the_maxage_lesson_names_the_ages_each_backend_uses() {
 }
 
 #[test]
-fn every_route_file_a_scenario_names_exists() {
+fn every_route_file_a_scenario_names_loads() {
     for s in all() {
-        if let Some(file) = s.routes {
-            let path = crate::project::root().join("gateway").join(file);
-            assert!(path.exists(), "{}: {}", s.name, path.display());
+        if let Some(source) = &s.routes {
+            assert!(
+                matches!(source, RouteSource::Builtin(_)),
+                "{}: a demo's routes are a file under gateway/",
+                s.name
+            );
+            let routes = source.load().unwrap_or_else(|e| panic!("{}: {e}", s.name));
+            assert!(
+                !routes.is_empty(),
+                "{}: {}",
+                s.name,
+                source.path().display()
+            );
         }
     }
 }
