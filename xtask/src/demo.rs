@@ -8,7 +8,7 @@ use crate::{
 };
 
 pub fn run(flags: &flags::Demo) -> anyhow::Result<()> {
-    let scenario = harness::scenario::get(&flags.scenario)?;
+    let scenario = flags.scenario();
     if !flags.local {
         if flags.dry_run {
             print!(

@@ -102,6 +102,17 @@ pub struct Scenario {
     pub phases: Vec<Phase>,
 }
 
+impl Scenario {
+    /// The same scenario, each phase measured for `measure` (`demo --duration`): after its
+    /// changes, or after the end of its changes for a phase under load.
+    pub fn measuring_each_phase_for(mut self, measure: Duration) -> Scenario {
+        for phase in &mut self.phases {
+            phase.measure = measure;
+        }
+        self
+    }
+}
+
 /// Where a scenario's routes come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RouteSource {
@@ -127,30 +138,17 @@ impl RouteSource {
     }
 }
 
-/// Every demo, in the seed's order.
-pub const NAMES: [&str; 14] = [
-    "clusterip",
-    "headless",
-    "maxage",
-    "server-proxy",
-    "sidecar",
-    "headless-sidecar",
-    "canary",
-    "xds",
-    "httproute",
-    "grpcroute",
-    "compare",
-    "rolling-restart",
-    "kill",
-    "scale-down",
-];
+/// The built-in scenarios' names, in the seed's order: what `demo` and `manifests` accept.
+pub fn names() -> Vec<&'static str> {
+    all().iter().map(|s| s.name).collect()
+}
 
-/// The scenario of that name, or an error listing the known ones.
+/// The built-in scenario of that name, or an error listing the known ones.
 pub fn get(name: &str) -> anyhow::Result<Scenario> {
     all().into_iter().find(|s| s.name == name).ok_or_else(|| {
         anyhow::anyhow!(
             "unknown scenario {name:?}: expected one of {}",
-            NAMES.join(", ")
+            names().join(", ")
         )
     })
 }

@@ -3,9 +3,26 @@
 use super::*;
 
 #[test]
-fn every_named_scenario_is_defined_once_in_the_seed_s_order() {
-    let names: Vec<_> = all().iter().map(|s| s.name).collect();
-    assert_eq!(names, NAMES);
+fn every_demo_is_defined_once_in_the_seed_s_order() {
+    assert_eq!(
+        names(),
+        [
+            "clusterip",
+            "headless",
+            "maxage",
+            "server-proxy",
+            "sidecar",
+            "headless-sidecar",
+            "canary",
+            "xds",
+            "httproute",
+            "grpcroute",
+            "compare",
+            "rolling-restart",
+            "kill",
+            "scale-down",
+        ]
+    );
 }
 
 #[test]
@@ -161,5 +178,21 @@ fn every_route_file_a_scenario_names_loads() {
                 source.path().display()
             );
         }
+    }
+}
+
+#[test]
+fn a_duration_for_each_phase_replaces_every_phase_s_measuring_time_and_nothing_else() {
+    let kill = get("kill").unwrap();
+    let measured = kill
+        .clone()
+        .measuring_each_phase_for(Duration::from_secs(7));
+    assert_eq!(measured.phases.len(), kill.phases.len());
+    for (p, before) in measured.phases.iter().zip(&kill.phases) {
+        assert_eq!(p.measure, Duration::from_secs(7), "{}", p.name);
+        assert_eq!(
+            (p.name, p.mesh, p.under_load, &p.actions),
+            (before.name, before.mesh, before.under_load, &before.actions)
+        );
     }
 }
