@@ -2,7 +2,8 @@
 //!
 //! The demos' `HTTPRoute`/`GRPCRoute` YAML (the same files a user could `kubectl apply`) is
 //! loaded into typed objects ([`load`], [`parse`]), checked as the API server would check it and
-//! against what this harness supports ([`validate`]), and flattened into the route model: for
+//! against what this harness supports, and handed on as one validated set ([`Routes`]: the loader
+//! and [`Routes::new`] are the only ways to make one), then flattened into the route model: for
 //! each parent Service, one list of [`RouteEntry`](crate::model::RouteEntry)s in the order Istio
 //! programs them ([`route_table`]), which the control plane maps onto Envoy routes one to one.
 //!
@@ -24,6 +25,7 @@ mod error;
 mod matching;
 mod object;
 mod parse;
+mod routes;
 mod table;
 mod validate;
 mod view;
@@ -35,6 +37,7 @@ pub use error::{GatewayError, Violation};
 pub use gateway_api::grpcroutes::GrpcRoute;
 pub use gateway_api::httproutes::HttpRoute;
 pub use object::{DEFAULT_NAMESPACE, RouteObject};
+pub use routes::Routes;
 pub use table::Warning;
 
 use crate::model::{Service, ServiceRoutes};
@@ -42,18 +45,13 @@ use crate::model::{Service, ServiceRoutes};
 /// Loads every object from a YAML file, or from every `*.yaml`/`*.yml` file of a directory
 /// (sorted by file name, not recursive), multi-document aware. Validates everything (including
 /// that no object is defined twice) and returns all objects or the first error: nothing partial.
-pub fn load(path: &Path) -> Result<Vec<RouteObject>, GatewayError> {
+pub fn load(path: &Path) -> Result<Routes, GatewayError> {
     parse::load(path)
 }
 
 /// Like [`load`], from text; `origin` names the file in errors.
-pub fn parse(text: &str, origin: &str) -> Result<Vec<RouteObject>, GatewayError> {
+pub fn parse(text: &str, origin: &str) -> Result<Routes, GatewayError> {
     parse::parse(text, origin)
-}
-
-/// Checks objects (for instance built in code) as [`load`] does.
-pub fn validate(objects: &[RouteObject]) -> Result<(), GatewayError> {
-    validate::validate(objects)
 }
 
 /// The routes a client in namespace `default` uses for each Service, in the order its sidecar
@@ -81,11 +79,4 @@ pub fn route_table_for(
     client_namespace: &str,
 ) -> (Vec<ServiceRoutes>, Vec<Warning>) {
     table::route_table(objects, services, client_namespace)
-}
-
-/// Sets the weights of the backendRefs of every rule of a route, by backend Service name (for
-/// demos that step weights). A name the route does not have, or a weight above 1,000,000, is an
-/// error, and then nothing changes.
-pub fn set_weights(object: &mut RouteObject, weights: &[(&str, u32)]) -> Result<(), GatewayError> {
-    weights::set_weights(object, weights)
 }

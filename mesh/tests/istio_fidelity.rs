@@ -166,13 +166,16 @@ fn gml_service(name: &str, host: u8) -> Service {
 /// `gateway/grpcroute.yaml` in the demo's namespace, SayHello at 90/10: the twin's resources for the
 /// demo's client, as the kind demo's sidecar would get them.
 fn grpcroute_demo(mesh: &MeshConfig) -> Resources {
-    let mut objects = gateway::load(&root().join("gateway/grpcroute.yaml")).unwrap();
+    let weighted = gateway::load(&root().join("gateway/grpcroute.yaml"))
+        .unwrap()
+        .with_weights(&[("server-v1", 90), ("server-v2", 10)])
+        .unwrap();
+    let mut objects = weighted.into_objects();
     for object in &mut objects {
         let RouteObject::Grpc(route) = object else {
             panic!("a GRPCRoute")
         };
         route.metadata.namespace = Some(NAMESPACE.into());
-        gateway::set_weights(object, &[("server-v1", 90), ("server-v2", 10)]).unwrap();
     }
     let services = [
         gml_service("server", 10),

@@ -300,9 +300,7 @@ fn any_route_set_the_loader_accepts_is_a_configuration_envoy_accepts() {
     for seed in seeds(ROUTE_CASES) {
         let mut rng = StdRng::seed_from_u64(seed);
         let yaml = routes(&mut rng);
-        let objects = match gateway::parse(&yaml, "generated")
-            .and_then(|o| gateway::validate(&o).map(|()| o))
-        {
+        let objects = match gateway::parse(&yaml, "generated") {
             Ok(objects) => objects,
             Err(err) => {
                 if std::env::var_os("PROP_VERBOSE").is_some() {

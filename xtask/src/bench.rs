@@ -28,7 +28,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use anyhow::{Context, Result, bail};
 use mesh::{
-    gateway::{self, RouteObject},
+    gateway,
     twin::{self, Twin, TwinSpec},
 };
 
@@ -125,7 +125,6 @@ impl Path {
 /// Everything the figures run against.
 pub struct Rig {
     twin: Twin,
-    routes: Vec<RouteObject>,
     bare: bare::BareServer,
     pub client_bin: PathBuf,
     /// The client's `--client-id`: the work directory's name, so that its processes can be told.
@@ -178,8 +177,8 @@ impl Rig {
             twin.block(),
             work_dir.display()
         ));
-        let routes = gateway::parse(ROUTE, "the bench's route")?;
-        twin.set_routes(routes.clone()).await?;
+        twin.set_routes(gateway::parse(ROUTE, "the bench's route")?)
+            .await?;
         twin.set_mesh(twin::Mesh::Sidecar).await?;
         let sidecar = twin.sidecar().context("the twin started no sidecar")?;
         let envoy_pid = sidecar.pid();
@@ -197,7 +196,6 @@ impl Rig {
         let bare_target = format!("ipv4:{}", bare.addr);
         Ok(Rig {
             twin,
-            routes,
             bare,
             client_bin: bins.client.clone(),
             client_id: work_dir
@@ -280,13 +278,8 @@ async fn measure(rig: &mut Rig, plan: &Plan, clock_ticks: u64) -> Result<report:
         "4. route propagation: {} weight changes",
         plan.propagation_cycles * propagation::CYCLE.len()
     ));
-    let propagation = propagation::measure(
-        &mut rig.twin,
-        &mut rig.routes,
-        rig.sidecar_addr,
-        plan.propagation_cycles,
-    )
-    .await?;
+    let propagation =
+        propagation::measure(&mut rig.twin, rig.sidecar_addr, plan.propagation_cycles).await?;
     Ok(report::Measured {
         throughput,
         latencies,
@@ -394,7 +387,6 @@ mod tests {
     #[test]
     fn the_route_parses_and_starts_where_the_propagation_cycle_starts() {
         let routes = gateway::parse(ROUTE, "test").unwrap();
-        gateway::validate(&routes).unwrap();
         let text = format!("{routes:?}");
         let start = propagation::START;
         for (backend, weight) in [("server-v1", start.v1), ("server-v2", start.v2)] {

@@ -8,7 +8,7 @@ use crate::{
 };
 
 pub fn run(flags: &flags::Demo) -> anyhow::Result<()> {
-    let scenario = harness::scenario::get(&flags.scenario)?;
+    let scenario = flags.scenario();
     if !flags.local {
         if flags.dry_run {
             print!(
@@ -25,6 +25,6 @@ pub fn run(flags: &flags::Demo) -> anyhow::Result<()> {
     } else {
         project::Profile::Release
     };
-    let report = harness::local::run(&scenario, profile, Measure::Scenario, None)?;
+    let report = harness::local::run(&scenario, profile, Measure::Scenario)?;
     output::print(&report, &scenario, flags.json, flags.report.as_deref())
 }

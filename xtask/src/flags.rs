@@ -1,10 +1,16 @@
 //! The whole command line of `cargo xtask`, in one place.
 
-use std::time::Duration;
+use std::{str::FromStr, time::Duration};
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{
+    Args, Parser, Subcommand, ValueEnum,
+    builder::{PossibleValuesParser, TypedValueParser},
+};
 
-use crate::project::Profile;
+use crate::{
+    harness::scenario::{self, Mesh, Scenario},
+    project::Profile,
+};
 
 /// Exit code for a bad command line, as clap uses.
 pub const EXIT_USAGE: u8 = 2;
@@ -85,14 +91,16 @@ pub struct Down {
 
 #[derive(Debug, Args)]
 pub struct Manifests {
-    /// The scenario, as named in the README's demo table (clusterip, headless, ..., scale-down)
-    pub scenario: String,
+    /// The scenario, as named in the README's demo table
+    #[arg(value_parser = builtin_scenario())]
+    pub scenario: Scenario,
 }
 
 #[derive(Debug, Args)]
 pub struct Demo {
-    /// The scenario, as named in the README's demo table (clusterip, headless, ..., scale-down)
-    pub scenario: String,
+    /// The scenario, as named in the README's demo table
+    #[arg(value_parser = builtin_scenario())]
+    pub scenario: Scenario,
     /// Run on the local twin of the mesh: processes on loopback addresses and a real Envoy, no cluster
     #[arg(long)]
     pub local: bool,
@@ -117,6 +125,25 @@ pub struct Demo {
     /// Write the HTML report into this directory [default: target/reports/<scenario>-<time>]
     #[arg(long, value_name = "DIR")]
     pub report: Option<std::path::PathBuf>,
+    /// Measure each phase for this long instead of the scenario's own time (after the phase's
+    /// changes, or after their end in a phase under load)
+    #[arg(long, value_name = "D", value_parser = positive_duration)]
+    pub duration: Option<Duration>,
+}
+
+impl Demo {
+    /// The scenario to run, with `--duration` applied.
+    pub fn scenario(&self) -> Scenario {
+        match self.duration {
+            Some(measure) => self.scenario.clone().measuring_each_phase_for(measure),
+            None => self.scenario.clone(),
+        }
+    }
+}
+
+/// A built-in scenario by name: the names are the scenario table's own, and `--help` lists them.
+fn builtin_scenario() -> impl TypedValueParser<Value = Scenario> {
+    PossibleValuesParser::new(scenario::names()).try_map(|name| scenario::get(&name))
 }
 
 #[derive(Debug, Args)]
@@ -138,11 +165,11 @@ pub struct Experiment {
     #[arg(long)]
     pub routes: Option<std::path::PathBuf>,
     /// Server pods per version: each version gets its Service server-<version>; `server` selects all
-    #[arg(long, default_value = "v1=3")]
-    pub servers: String,
+    #[arg(long, default_value = "v1=3", value_parser = Servers::from_str)]
+    pub servers: Servers,
     /// Method the client calls
-    #[arg(long, value_parser = ["SayHello", "SayHelloAgain"], default_value = "SayHello")]
-    pub method: String,
+    #[arg(long, value_enum, default_value_t = Method::SayHello)]
+    pub method: Method,
     /// Metadata the client sends with every RPC, key=value (repeatable)
     #[arg(long = "header", value_name = "KEY=VALUE")]
     pub headers: Vec<String>,
@@ -156,8 +183,8 @@ pub struct Experiment {
     #[arg(long, value_parser = positive_duration)]
     pub duration: Option<Duration>,
     /// With the client's sidecar (on) or without (off: the client reaches the Service as exposed)
-    #[arg(long, value_parser = ["on", "off"], default_value = "on")]
-    pub mesh: String,
+    #[arg(long, value_enum, default_value_t = MeshSwitch::On)]
+    pub mesh: MeshSwitch,
     /// How the Service `server` is exposed: one virtual IP (clusterip), or every pod address in DNS
     /// (headless; with the mesh on, Istio's sidecar passes each request through to the pod the client
     /// picked)
@@ -244,6 +271,92 @@ impl From<Exposure> for crate::harness::scenario::Exposure {
     }
 }
 
+/// Server pods per version (`--servers v1=3,v2=2`), in the order given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Servers(pub Vec<(String, u32)>);
+
+impl Servers {
+    /// At most this many pods in all: the twin's room, with some to spare for a scale-up.
+    pub const MAX_PODS: u32 = 50;
+}
+
+impl FromStr for Servers {
+    type Err = String;
+
+    fn from_str(spec: &str) -> Result<Servers, String> {
+        let max = Servers::MAX_PODS;
+        let mut out: Vec<(String, u32)> = Vec::new();
+        for part in spec.split(',') {
+            let (version, n) = part
+                .split_once('=')
+                .ok_or("expected VERSION=REPLICAS, e.g. v1=3,v2=2")?;
+            let version = version.trim();
+            let valid = !version.is_empty()
+                && version.len() <= 20
+                && version
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                && !version.starts_with('-')
+                && !version.ends_with('-');
+            if !valid {
+                return Err(format!(
+                    "{version:?} is not a valid version label (lowercase letters, digits and -)"
+                ));
+            }
+            let n: u32 = n
+                .trim()
+                .parse()
+                .map_err(|_| format!("{:?} is not a replica count", n.trim()))?;
+            if n == 0 || n > max {
+                return Err(format!("{n} replicas: expected 1 to {max}"));
+            }
+            if out.iter().any(|(v, _)| v == version) {
+                return Err(format!("version {version} is given twice"));
+            }
+            out.push((version.to_owned(), n));
+        }
+        let total: u32 = out.iter().map(|(_, n)| n).sum();
+        if total > max {
+            return Err(format!("{total} pods in all, at most {max}"));
+        }
+        Ok(Servers(out))
+    }
+}
+
+/// The methods of the Hello service, spelled as hello-client's `--method` spells them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Method {
+    #[value(name = "SayHello")]
+    SayHello,
+    #[value(name = "SayHelloAgain")]
+    SayHelloAgain,
+}
+
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::SayHello => "SayHello",
+            Method::SayHelloAgain => "SayHelloAgain",
+        }
+    }
+}
+
+/// `--mesh on|off`: with the client's sidecar or without.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MeshSwitch {
+    On,
+    Off,
+}
+
+impl From<MeshSwitch> for Mesh {
+    fn from(switch: MeshSwitch) -> Mesh {
+        match switch {
+            MeshSwitch::On => Mesh::Sidecar,
+            MeshSwitch::Off => Mesh::Off,
+        }
+    }
+}
+
 /// The load-balancing policies of hello-client, spelled as its `--lb` spells them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 #[value(rename_all = "snake_case")]
@@ -304,177 +417,4 @@ pub fn one_line(err: &clap::Error) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use clap::{CommandFactory, Parser};
-
-    use super::*;
-
-    fn parse(args: &[&str]) -> Result<Xtask, clap::Error> {
-        Xtask::try_parse_from(std::iter::once("xtask").chain(args.iter().copied()))
-    }
-
-    fn hello(args: &[&str]) -> Hello {
-        match parse(&[&["hello"], args].concat()).unwrap().subcommand {
-            XtaskCmd::Hello(hello) => hello,
-            other => panic!("parsed as {other:?}"),
-        }
-    }
-
-    fn experiment(args: &[&str]) -> Result<Experiment, String> {
-        match parse(&[&["experiment"], args].concat()) {
-            Ok(Xtask {
-                subcommand: XtaskCmd::Experiment(e),
-            }) => Ok(e),
-            Ok(other) => panic!("parsed as {other:?}"),
-            Err(err) => Err(one_line(&err)),
-        }
-    }
-
-    #[test]
-    fn experiment_reads_the_exposure_and_the_client_s_policy() {
-        let e = experiment(&["--local", "--exposure", "headless", "--lb", "pick_first"]).unwrap();
-        assert_eq!((e.exposure, e.lb), (Exposure::Headless, Lb::PickFirst));
-        assert_eq!(
-            crate::harness::scenario::Exposure::from(e.exposure),
-            crate::harness::scenario::Exposure::Headless
-        );
-        let e = experiment(&["--local", "--exposure", "clusterip"]).unwrap();
-        assert_eq!(
-            crate::harness::scenario::Exposure::from(e.exposure),
-            crate::harness::scenario::Exposure::ClusterIp
-        );
-        assert_eq!(
-            experiment(&["--exposure", "nodeport"]).unwrap_err(),
-            "invalid value 'nodeport' for '--exposure <EXPOSURE>' [possible values: clusterip, headless]"
-        );
-    }
-
-    #[test]
-    fn dry_run_belongs_to_the_cluster_and_cannot_go_with_local() {
-        let err = parse(&["demo", "kill", "--local", "--dry-run"]).unwrap_err();
-        assert_eq!(err.exit_code(), i32::from(EXIT_USAGE));
-        assert_eq!(
-            one_line(&err),
-            "the argument '--local' cannot be used with '--dry-run'"
-        );
-    }
-
-    #[test]
-    fn experiment_defaults_to_three_v1_pods_with_the_mesh_on() {
-        let e = experiment(&["--local"]).unwrap();
-        assert_eq!(
-            (
-                e.servers.as_str(),
-                e.mesh.as_str(),
-                e.method.as_str(),
-                e.concurrency
-            ),
-            ("v1=3", "on", "SayHello", 10)
-        );
-        assert_eq!((e.exposure, e.lb), (Exposure::Clusterip, Lb::RoundRobin));
-        assert_eq!((e.rpcs, e.duration), (None, None));
-    }
-
-    #[test]
-    fn experiment_rejects_bad_rates_durations_and_choices_in_one_line() {
-        for (args, text) in [
-            (&["--rpcs", "0"][..], "invalid value '0' for '--rpcs"),
-            (&["--duration", "0s"][..], "must be longer than 0s"),
-            (&["--duration", "soon"][..], "expected a duration"),
-            (
-                &["--mesh", "maybe"][..],
-                "invalid value 'maybe' for '--mesh",
-            ),
-            (
-                &["--method", "Hello"][..],
-                "invalid value 'Hello' for '--method",
-            ),
-            (
-                &["--concurrency", "0"][..],
-                "invalid value '0' for '--concurrency",
-            ),
-            (
-                &["--rpcs", "5", "--duration", "1s"][..],
-                "cannot be used with",
-            ),
-        ] {
-            let err = experiment(args).unwrap_err();
-            assert!(err.contains(text), "{args:?}: {err}");
-            assert!(!err.contains('\n'), "{err}");
-        }
-    }
-
-    #[test]
-    fn the_flags_are_a_valid_command_line() {
-        Xtask::command().debug_assert();
-    }
-
-    #[test]
-    fn hello_defaults_to_three_servers_five_rounds_round_robin_release() {
-        let h = hello(&[]);
-        assert_eq!(
-            (h.servers, h.rounds, h.lb, h.response_delay, h.profile()),
-            (3, 5, Lb::RoundRobin, Duration::ZERO, Profile::Release)
-        );
-    }
-
-    #[test]
-    fn hello_reads_every_flag() {
-        let h = hello(&[
-            "--servers",
-            "50",
-            "--rounds",
-            "2",
-            "--lb",
-            "pick_first",
-            "--response-delay",
-            "250ms",
-            "--debug",
-        ]);
-        assert_eq!(
-            (h.servers, h.rounds, h.lb, h.response_delay, h.profile()),
-            (
-                50,
-                2,
-                Lb::PickFirst,
-                Duration::from_millis(250),
-                Profile::Debug
-            )
-        );
-    }
-
-    #[test]
-    fn flag_errors_are_one_line_that_names_the_flag() {
-        for (args, flag) in [
-            (&["hello", "--servers", "0"][..], "--servers"),
-            (&["hello", "--servers", "51"][..], "--servers"),
-            (&["hello", "--rounds", "0"][..], "--rounds"),
-            (&["hello", "--rounds", "many"][..], "--rounds"),
-            (&["hello", "--lb", "random"][..], "--lb"),
-            (
-                &["hello", "--response-delay", "soon"][..],
-                "--response-delay",
-            ),
-            (&["hello", "--nope"][..], "--nope"),
-        ] {
-            let err = parse(args).unwrap_err();
-            let line = one_line(&err);
-            assert!(!line.contains('\n'), "{args:?}: {line}");
-            assert!(!line.starts_with("error:"), "{args:?}: {line}");
-            assert!(line.contains(flag), "{args:?}: {line}");
-        }
-        let err = parse(&["hello", "--lb", "random"]).unwrap_err();
-        assert_eq!(
-            one_line(&err),
-            "invalid value 'random' for '--lb <LB>' [possible values: round_robin, pick_first]"
-        );
-    }
-
-    #[test]
-    fn every_lb_policy_is_spelled_as_hello_client_spells_it() {
-        for lb in Lb::value_variants() {
-            let name = lb.to_possible_value().unwrap();
-            assert_eq!(name.get_name(), lb.as_str());
-        }
-    }
-}
+mod tests;

@@ -206,30 +206,41 @@ fn bad_durations_counts_and_names_are_usage_errors_naming_the_flag() {
 }
 
 #[test]
-fn bad_server_counts_are_one_line_errors() {
-    for (servers, names) in [
-        ("v1=0", "--servers"),
-        ("v1=abc", "--servers"),
-        ("V1=3", "--servers"),
+fn bad_server_counts_are_usage_errors_naming_the_flag_and_why() {
+    for (servers, why) in [
+        ("v1=0", "0 replicas: expected 1 to 50"),
+        ("v1=abc", "\"abc\" is not a replica count"),
+        ("V1=3", "\"V1\" is not a valid version label"),
     ] {
         let refusal = xtask(
             &["experiment", "--local", "--debug", "--servers", servers],
             &[],
         );
-        assert_ne!(refusal.code, 0, "{servers}");
-        assert_refused(servers, &refusal, refusal.code, names);
+        assert_refused(
+            servers,
+            &refusal,
+            2,
+            &format!("xtask: error: invalid value '{servers}' for '--servers <SERVERS>': {why}"),
+        );
     }
 }
 
 #[test]
-fn an_unknown_scenario_names_the_known_ones() {
-    let refusal = xtask(&["demo", "nope", "--local"], &[]);
-    assert_refused(
-        "an unknown scenario",
-        &refusal,
-        1,
-        "unknown scenario \"nope\": expected one of clusterip",
-    );
+fn an_unknown_scenario_is_a_usage_error_naming_the_known_ones() {
+    for command in ["demo", "manifests"] {
+        let refusal = xtask(&[command, "nope"], &[]);
+        assert_refused(
+            command,
+            &refusal,
+            2,
+            "xtask: error: invalid value 'nope' for '<SCENARIO>' [possible values: clusterip, headless, maxage,",
+        );
+        assert!(
+            refusal.errors[0].ends_with(", kill, scale-down]"),
+            "{command}: every name: {}",
+            refusal.errors[0]
+        );
+    }
 }
 
 #[test]

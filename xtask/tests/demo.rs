@@ -527,15 +527,56 @@ fn an_invalid_route_file_is_refused_in_one_line_before_anything_starts() {
 }
 
 #[test]
-fn an_unknown_scenario_is_a_one_line_error() {
+fn an_unknown_scenario_is_a_one_line_usage_error() {
     let run = xtask(&["demo", "nope", "--local"]);
-    assert_eq!(run.code, 1);
+    assert_eq!(run.code, 2);
     assert_eq!(run.stderr.trim().lines().count(), 1, "{}", run.stderr);
     assert!(
-        run.stderr.contains(r#"unknown scenario "nope""#),
+        run.stderr
+            .starts_with("xtask: error: invalid value 'nope' for '<SCENARIO>' [possible values: "),
         "{}",
         run.stderr
     );
+}
+
+#[test]
+fn demo_help_lists_every_scenario() {
+    let run = xtask(&["demo", "--help"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    for name in xtask::harness::scenario::names() {
+        assert!(run.stdout.contains(name), "{name}: {}", run.stdout);
+    }
+}
+
+#[test]
+fn demo_duration_sets_how_long_each_phase_is_measured() {
+    let measuring = |args: &[&str]| -> Vec<String> {
+        let run = xtask(&[&["demo", "maxage", "--dry-run"], args].concat());
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        run.stdout
+            .lines()
+            .filter_map(|l| l.find("note: measuring ").map(|at| l[at..].to_owned()))
+            .collect()
+    };
+    let own = measuring(&[]);
+    assert_eq!(own.len(), 4, "a note per phase: {own:?}");
+    assert!(own.iter().any(|l| l.contains("measuring 12s")), "{own:?}");
+    assert_eq!(
+        measuring(&["--duration", "7s"]),
+        vec!["note: measuring 7s from the client's JSON summaries in its log"; 4]
+    );
+    let watched = on_the_twin(&[
+        "demo",
+        "clusterip",
+        "--local",
+        "--debug",
+        "--json",
+        "--duration",
+        "500ms",
+    ]);
+    let doc = document(&watched, &watched.run.stdout, "clusterip");
+    let rpcs = phases(&doc)[0]["rpcs"].as_u64().unwrap();
+    assert!(rpcs > 0, "{doc}");
 }
 
 #[test]

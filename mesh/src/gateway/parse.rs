@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 
 use super::error::{GatewayError, one_line};
 use super::object::{DEFAULT_NAMESPACE, RouteObject};
+use super::routes::Routes;
 use super::validate::validate;
 
 const HTTP_ROUTE: &str = "HTTPRoute";
@@ -32,7 +33,7 @@ struct Sourced {
     document: usize,
 }
 
-pub(super) fn load(path: &Path) -> Result<Vec<RouteObject>, GatewayError> {
+pub(super) fn load(path: &Path) -> Result<Routes, GatewayError> {
     let read_error = |path: &Path| {
         let path = path.to_path_buf();
         move |source| GatewayError::Read { path, source }
@@ -58,7 +59,7 @@ pub(super) fn load(path: &Path) -> Result<Vec<RouteObject>, GatewayError> {
     finish(sourced)
 }
 
-pub(super) fn parse(text: &str, origin: &str) -> Result<Vec<RouteObject>, GatewayError> {
+pub(super) fn parse(text: &str, origin: &str) -> Result<Routes, GatewayError> {
     let mut sourced = Vec::new();
     read_documents(text, origin, &mut sourced)?;
     finish(sourced)
@@ -71,7 +72,7 @@ fn is_yaml(path: &Path) -> bool {
 }
 
 /// Refuses duplicates (naming where each copy was read), then validates everything.
-fn finish(sourced: Vec<Sourced>) -> Result<Vec<RouteObject>, GatewayError> {
+fn finish(sourced: Vec<Sourced>) -> Result<Routes, GatewayError> {
     let mut seen: HashMap<(&str, String, String), &Sourced> = HashMap::new();
     for item in &sourced {
         let key = (
@@ -96,7 +97,7 @@ fn finish(sourced: Vec<Sourced>) -> Result<Vec<RouteObject>, GatewayError> {
     }
     let objects: Vec<RouteObject> = sourced.into_iter().map(|item| item.object).collect();
     validate(&objects)?;
-    Ok(objects)
+    Ok(Routes::checked(objects))
 }
 
 fn read_documents(text: &str, origin: &str, out: &mut Vec<Sourced>) -> Result<(), GatewayError> {

@@ -1,4 +1,4 @@
-//! Backends and weights: defaults, `set_weights`, and the warnings that name what a client
+//! Backends and weights: defaults, `Routes::with_weights`, and the warnings that name what a client
 //! gets for a share that reaches no Service.
 
 use mesh::{
@@ -29,26 +29,34 @@ fn weights_default_to_1_and_namespaces_to_the_route() {
 }
 
 #[test]
-fn set_weights_steps_the_demo_split_and_refuses_unknown_backends() {
-    let mut objects = gateway::load(&gateway_file("httproute.yaml")).unwrap();
-    gateway::set_weights(&mut objects[0], &[("server-v1", 90), ("server-v2", 10)]).unwrap();
-    let (entries, _) = entries_of(&objects);
+fn with_weights_steps_the_demo_split_and_refuses_unknown_backends() {
+    let loaded = gateway::load(&gateway_file("httproute.yaml")).unwrap();
+    let routes = loaded
+        .with_weights(&[("server-v1", 90), ("server-v2", 10)])
+        .unwrap();
+    let (entries, _) = entries_of(&routes);
     assert_eq!(
         entries[0].backends,
         [backend("server-v1", 90), backend("server-v2", 10)]
     );
-    gateway::validate(&objects).unwrap();
+    let (entries, _) = entries_of(&loaded);
+    assert_eq!(
+        entries[0].backends,
+        [backend("server-v1", 100), backend("server-v2", 0)],
+        "the routes a change starts from stay as they were"
+    );
 
-    let before = objects[0].clone();
-    let error =
-        gateway::set_weights(&mut objects[0], &[("server-v1", 50), ("server-v3", 50)]).unwrap_err();
+    let error = routes
+        .with_weights(&[("server-v1", 50), ("server-v3", 50)])
+        .unwrap_err();
     assert_eq!(
         error.to_string(),
         r#"HTTPRoute default/server: no backendRef named "server-v3" in any rule"#
     );
-    assert_eq!(objects[0], before, "a refused call changes nothing");
 
-    let error = gateway::set_weights(&mut objects[0], &[("server-v1", 1_000_001)]).unwrap_err();
+    let error = routes
+        .with_weights(&[("server-v1", 1_000_001)])
+        .unwrap_err();
     assert_eq!(
         error.to_string(),
         "HTTPRoute default/server: backendRef server-v1 weight: 1000001 is out of range (0 to 1000000)"
@@ -56,10 +64,12 @@ fn set_weights_steps_the_demo_split_and_refuses_unknown_backends() {
 }
 
 #[test]
-fn set_weights_applies_to_every_rule_of_a_grpcroute() {
-    let mut objects = gateway::load(&gateway_file("grpcroute.yaml")).unwrap();
-    gateway::set_weights(&mut objects[0], &[("server-v2", 7)]).unwrap();
-    let (entries, _) = entries_of(&objects);
+fn with_weights_applies_to_every_rule_of_a_grpcroute() {
+    let routes = gateway::load(&gateway_file("grpcroute.yaml"))
+        .unwrap()
+        .with_weights(&[("server-v2", 7)])
+        .unwrap();
+    let (entries, _) = entries_of(&routes);
     for entry in entries {
         let expected = if entry.backends[0].service == "server-v2" {
             7

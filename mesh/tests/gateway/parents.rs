@@ -1,13 +1,13 @@
 //! Parents, ports and namespaces: which Service, port and clients a route applies to.
 
 use mesh::{
-    gateway::{self, RouteObject, Warning},
+    gateway::{self, Routes, Warning},
     model::ServiceRoutes,
 };
 
 use super::support::{PORT, canary, entries_of, grpc_route, http_route, names, parse_ok, services};
 
-fn every_and_on_port(every_meta: &str, on_port_meta: &str) -> Vec<RouteObject> {
+fn every_and_on_port(every_meta: &str, on_port_meta: &str) -> Routes {
     let every = grpc_route(
         "every",
         every_meta,

@@ -273,11 +273,11 @@ fn loading_a_missing_file_names_it() {
 }
 
 #[test]
-fn validate_detects_a_duplicate_among_objects_built_in_code() {
+fn a_route_set_built_in_code_refuses_a_duplicate() {
     let objects = gateway::load(&gateway_file("grpcroute.yaml")).unwrap();
-    let twice = [objects[0].clone(), objects[0].clone()];
+    let twice = vec![objects[0].clone(), objects[0].clone()];
     assert_eq!(
-        gateway::validate(&twice).unwrap_err().to_string(),
+        gateway::Routes::new(twice).unwrap_err().to_string(),
         "GRPCRoute default/server: defined twice (objects 1 and 2 of the list)"
     );
 }

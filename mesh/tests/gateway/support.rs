@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use mesh::{
-    gateway::{self, RouteObject, Warning},
+    gateway::{self, RouteObject, Routes, Warning},
     model::{Backend, RouteEntry, Service, StringMatch},
 };
 
@@ -79,7 +79,7 @@ pub(super) fn error_of(yaml: &str) -> String {
     text
 }
 
-pub(super) fn parse_ok(yaml: &str) -> Vec<RouteObject> {
+pub(super) fn parse_ok(yaml: &str) -> Routes {
     gateway::parse(yaml, "test.yaml").unwrap_or_else(|e| panic!("{e}"))
 }
 

@@ -25,7 +25,7 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 use hello_proto::{GreeterClient, HelloRequest};
-use mesh::{gateway, twin::Twin};
+use mesh::twin::Twin;
 use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
 
@@ -125,25 +125,18 @@ impl Shared {
     }
 }
 
-/// Sets the weights of every route (the twin's route of `server`) and pushes them.
-async fn push(twin: &mut Twin, routes: &mut [gateway::RouteObject], to: Weights) -> Result<()> {
+/// Sets the weights of every route in force (the twin's route of `server`) and pushes them.
+async fn push(twin: &mut Twin, to: Weights) -> Result<()> {
     let weights = [("server-v1", to.v1), ("server-v2", to.v2)];
-    for route in routes.iter_mut() {
-        gateway::set_weights(route, &weights)?;
-    }
-    twin.set_routes(routes.to_vec())
+    let routes = twin.routes().with_weights(&weights)?;
+    twin.set_routes(routes)
         .await
         .with_context(|| format!("cannot set the weights {to}"))?;
     Ok(())
 }
 
 /// Runs `cycles` cycles of changes; the route must be at [`START`] when it begins.
-pub async fn measure(
-    twin: &mut Twin,
-    routes: &mut [gateway::RouteObject],
-    sidecar: SocketAddr,
-    cycles: usize,
-) -> Result<Propagation> {
+pub async fn measure(twin: &mut Twin, sidecar: SocketAddr, cycles: usize) -> Result<Propagation> {
     let channel = Endpoint::from_shared(format!("http://{sidecar}"))
         .context("invalid sidecar address")?
         .origin(AUTHORITY.parse().context("invalid authority")?)
@@ -156,7 +149,7 @@ pub async fn measure(
     let loops: Vec<_> = (0..LOOPS)
         .map(|i| tokio::spawn(rpc_loop(channel.clone(), shared.clone(), i)))
         .collect();
-    let result = changes(twin, routes, &shared, cycles).await;
+    let result = changes(twin, &shared, cycles).await;
     shared.stop.store(true, Ordering::Relaxed);
     for task in loops {
         let _ = task.await;
@@ -164,12 +157,7 @@ pub async fn measure(
     result
 }
 
-async fn changes(
-    twin: &mut Twin,
-    routes: &mut [gateway::RouteObject],
-    shared: &Shared,
-    cycles: usize,
-) -> Result<Propagation> {
+async fn changes(twin: &mut Twin, shared: &Shared, cycles: usize) -> Result<Propagation> {
     // The client must be under way before the first change.
     let started = Instant::now();
     while shared.replies.load(Ordering::Relaxed) < WINDOW as u64 {
@@ -190,7 +178,7 @@ async fn changes(
         for to in CYCLE {
             shared.samples().clear();
             let pushed = Instant::now();
-            push(twin, routes, to).await?;
+            push(twin, to).await?;
             let outcome = loop {
                 check_failures(shared)?;
                 let mut samples: Vec<Sample> = shared

@@ -1,5 +1,5 @@
-//! What a demo needs from where it runs. The local twin implements it today; the kind cluster
-//! implements the same vocabulary, so every scenario runs unchanged on either.
+//! What a demo needs from where it runs: the vocabulary both backends implement, the local twin
+//! ([`super::local`]) and a kind cluster ([`super::kind`]), so every scenario runs unchanged on either.
 
 use hello_apps::client::Summary;
 use tokio::sync::mpsc;

@@ -13,44 +13,36 @@
 //! Every request goes through [`ops::Ops`]: [`ops::Live`] acts, [`recorder::Recorder`] writes the
 //! steps down for `--dry-run`, so a dry run prints this very walk.
 //!
-//! How the sidecar's configuration is read in Istio 1.30: its Envoy admin listens on
-//! `127.0.0.1:15000` only (`tools/packaging/common/envoy_bootstrap.json`, `admin.address` is
-//! `{{ .localhost }}`), so neither the pod IP nor the API server's pod proxy reaches it, and a request
-//! to the pod IP on 15000 is captured by the sidecar's inbound redirect anyway (the injection template
-//! excludes only 15090, 15021 and the status port from it). `istioctl proxy-config` in 1.30 port-forwards
-//! to 15000 (`pkg/kube/client.go`, `EnvoyDoWithPort`). The harness instead execs
-//! `pilot-agent request GET config_dump` in the `istio-proxy` container
-//! (`pilot/cmd/pilot-agent/app/request.go`: a GET on `localhost:15000`, allowed ports 15000, 15021,
-//! 15020 and 15004, output printed as Envoy sent it): the same JSON, over the exec the harness already
-//! uses, with no local port.
+//! By concept: `verify.rs` (a route's status, then the sidecar's configuration dump), `kill.rs` (a
+//! SIGKILL on the node, or a delete elsewhere, and the wait for the pod), `client_log.rs` (the client's
+//! summaries from its pod's logs), `mesh_config.rs` (Istio's mesh configuration for a retry policy),
+//! `route_status.rs` (istiod's verdict on a route), `walk.rs` (the whole demo, live or recorded).
 
 use std::{collections::BTreeMap, time::Duration};
 
-use anyhow::{Context as _, bail};
-use futures::StreamExt as _;
-use hello_apps::client::{Summary, SummaryKind};
-use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use anyhow::Context as _;
+use k8s_openapi::jiff::Timestamp;
 use tokio::sync::{mpsc, watch};
 
 use crate::{
-    cluster::{envoy_static, objects, route_check},
+    cluster::{envoy_static, objects},
     harness::backend::{Backend, ClientStream},
     harness::scenario::{Action, Client, Exposure, Mesh, Retries, Scenario},
     output::progress,
 };
 
+mod client_log;
+mod kill;
 pub mod mesh_config;
 pub mod ops;
 pub mod recorder;
 pub mod route_status;
+mod verify;
 pub mod walk;
 
-use ops::{Ops, PodInfo};
-
-/// The Istio sidecar's container.
-pub const ISTIO_PROXY_CONTAINER: &str = "istio-proxy";
-/// Envoy's configuration dump, read inside the sidecar (see the module documentation).
-pub const CONFIG_DUMP_COMMAND: [&str; 4] = ["pilot-agent", "request", "GET", "config_dump"];
+use client_log::{AbortOnDrop, follow_client};
+use ops::Ops;
+pub use verify::{CONFIG_DUMP_COMMAND, ISTIO_PROXY_CONTAINER};
 
 /// How long each kind of wait may take.
 #[derive(Debug, Clone, Copy)]
@@ -200,155 +192,6 @@ impl<O: Ops> Kind<O> {
         Ok(name)
     }
 
-    /// The pod of the running client when it has Istio's sidecar.
-    fn sidecar_pod(&self) -> Option<String> {
-        if self.mesh != Mesh::Sidecar {
-            return None;
-        }
-        // Only the sidecar's own client has a sidecar; a mesh-off client still running is replaced
-        // later, and checked then.
-        let (name, _) = self.client.as_ref()?;
-        if *name != objects::client_name(Mesh::Sidecar) {
-            return None;
-        }
-        self.current_pod.as_ref().and_then(|c| c.borrow().clone())
-    }
-
-    /// Trust, but verify: with Istio's sidecar, first reads the status istiod wrote on each route
-    /// object (a refusal fails at once, in Istio's words), then waits until the sidecar's Envoy holds
-    /// every split the route objects ask for and, once this run changed the mesh configuration, the
-    /// phase's retry conditions. A sidecar that does not within the deadline is a warning, not an
-    /// error: the measurement then shows what the client really got.
-    async fn verify_sidecar(&mut self) -> anyhow::Result<()> {
-        let Some(pod) = self.sidecar_pod() else {
-            return Ok(());
-        };
-        let scenario = self.scenario().clone();
-        let has_routes = scenario.routes.is_some();
-        if !has_routes && !self.mesh_config_changed {
-            return Ok(());
-        }
-        let routes = objects::route_objects(&scenario, self.weights.as_deref())?;
-        if has_routes {
-            self.check_route_status(&routes).await?;
-        }
-        let expected =
-            route_check::expected(&routes, &objects::mesh_services(&scenario), objects::SERVER);
-        let retry_on = self
-            .mesh_config_changed
-            .then(|| mesh_config::retry_on(self.retries));
-        let host = format!(
-            "{}.{}.svc.{}",
-            objects::SERVER,
-            self.namespace,
-            objects::CLUSTER_DOMAIN
-        );
-        progress(&format!(
-            "  checking that {pod}'s sidecar holds the {}",
-            match (has_routes, &retry_on) {
-                (true, Some(_)) => "routes and the retry policy",
-                (true, None) => "routes",
-                (false, _) => "retry policy",
-            }
-        ));
-        let deadline = tokio::time::Instant::now() + self.deadlines.routes;
-        loop {
-            let verdict = match self
-                .ops
-                .exec(
-                    &self.namespace,
-                    &pod,
-                    ISTIO_PROXY_CONTAINER,
-                    &CONFIG_DUMP_COMMAND,
-                )
-                .await
-            {
-                Ok(text) => match serde_json::from_str(&text) {
-                    Ok(dump) => {
-                        let routes_held = if has_routes {
-                            route_check::check(&dump, &host, &expected)
-                        } else {
-                            Ok(())
-                        };
-                        routes_held.and_then(|()| match &retry_on {
-                            Some(conditions) => mesh_config::check_dump(&dump, &host, conditions),
-                            None => Ok(()),
-                        })
-                    }
-                    Err(err) => Err(format!("its config dump is not json ({err})")),
-                },
-                Err(err) => Err(format!("{err:#}")),
-            };
-            match verdict {
-                Ok(()) => {
-                    progress("  the sidecar holds them");
-                    return Ok(());
-                }
-                Err(why) if tokio::time::Instant::now() >= deadline => {
-                    self.warnings.push(format!(
-                        "{pod}: {why} after {}s; measuring what the client gets anyway",
-                        self.deadlines.routes.as_secs()
-                    ));
-                    return Ok(());
-                }
-                Err(_) => tokio::time::sleep(self.deadlines.retry).await,
-            }
-        }
-    }
-
-    /// Reads `.status.parents[]` of each route object until istiod has written it for the applied
-    /// generation: a refusal is an error in Istio's words; no status within the deadline is a warning
-    /// naming the route.
-    async fn check_route_status(
-        &mut self,
-        routes: &[mesh::gateway::RouteObject],
-    ) -> anyhow::Result<()> {
-        for route in routes {
-            let (kind, name) = match route {
-                mesh::gateway::RouteObject::Http(r) => ("HTTPRoute", r.metadata.name.clone()),
-                mesh::gateway::RouteObject::Grpc(r) => ("GRPCRoute", r.metadata.name.clone()),
-            };
-            let name = name.unwrap_or_default();
-            let what = format!("{kind} {}/{name}", self.namespace);
-            let deadline = tokio::time::Instant::now() + self.deadlines.status;
-            loop {
-                let found = self
-                    .ops
-                    .get(
-                        &format!("{what}'s status from {}", route_status::ISTIO_CONTROLLER),
-                        "gateway.networking.k8s.io/v1",
-                        kind,
-                        &self.namespace,
-                        &name,
-                    )
-                    .await?
-                    .with_context(|| format!("{what} is not there"))?;
-                match route_status::verdict(&found) {
-                    route_status::Verdict::Accepted => break,
-                    route_status::Verdict::Refused(why) => {
-                        bail!(
-                            "{what}: {} refused it: {why}",
-                            route_status::ISTIO_CONTROLLER
-                        )
-                    }
-                    route_status::Verdict::Pending if tokio::time::Instant::now() >= deadline => {
-                        self.warnings.push(format!(
-                            "{what}: no status from {} for generation {} after {}s; checking the sidecar anyway",
-                            route_status::ISTIO_CONTROLLER,
-                            found["metadata"]["generation"].as_i64().unwrap_or(0),
-                            self.deadlines.status.as_secs()
-                        ));
-                        break;
-                    }
-                    route_status::Verdict::Pending => {
-                        tokio::time::sleep(self.deadlines.retry).await;
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-
     /// Istio's mesh ConfigMap, which a retry policy needs.
     async fn mesh_config_map(&self) -> anyhow::Result<k8s_openapi::api::core::v1::ConfigMap> {
         self.ops
@@ -385,227 +228,6 @@ impl<O: Ops> Kind<O> {
             .await?;
         self.retries = Retries::IstioDefault;
         Ok(true)
-    }
-
-    /// Kills the oldest running pod of a version for real: on kind, its server container gets SIGKILL
-    /// on its node (`crictl stop --timeout 0`), the kubelet restarts it in the same pod, and the wait is
-    /// for that pod's container to have restarted and be ready again. Elsewhere the pod is deleted with
-    /// grace period 0, which is a 2s graceful stop (a warning says so), and the wait is for a
-    /// replacement pod to be ready. Neither waits on the Deployment's status: a container restart does
-    /// not change it, so it can still read "complete" while the pod is down.
-    async fn kill(&mut self, version: &str) -> anyhow::Result<()> {
-        let selector = format!("app={},version={version}", objects::SERVER);
-        let mut pods = self.ops.pods(&self.namespace, &selector).await?;
-        let before = pods.iter().filter(|p| p.ready).count();
-        pods.retain(|p| p.running);
-        pods.sort_by_key(|p| (p.created, p.name.clone()));
-        let victim = pods.first().cloned().with_context(|| {
-            format!(
-                "no running pod matches {selector} in namespace {}",
-                self.namespace
-            )
-        })?;
-        let container = victim.container(objects::SERVER_CONTAINER);
-        match (self.ops.kind_cluster(), &victim.node, container) {
-            (Some(_), Some(node), Some(c)) => {
-                let id = c.id.as_deref().with_context(|| {
-                    format!(
-                        "pod {}/{} has no container id for {}",
-                        self.namespace,
-                        victim.name,
-                        objects::SERVER_CONTAINER
-                    )
-                })?;
-                let id = id.split_once("://").map_or(id, |(_, id)| id);
-                let restarts = c.restart_count;
-                self.ops.stop_container(node, id).await?;
-                progress(&format!(
-                    "  killed {} of {} (SIGKILL on node {node})",
-                    objects::SERVER_CONTAINER,
-                    victim.name
-                ));
-                self.wait_restarted(&selector, &victim.name, restarts)
-                    .await?;
-            }
-            (kind, _, _) => {
-                let why = match kind {
-                    Some(_) => format!(
-                        "pod {} has no node or no {} container",
-                        victim.name,
-                        objects::SERVER_CONTAINER
-                    ),
-                    None => format!("kube context {} is not a kind cluster", self.ops.context()),
-                };
-                self.warnings.push(format!(
-                    "{why}: {} was deleted with grace period 0 instead of killed; the kubelet still sends SIGTERM and SIGKILLs only after 2s, so the server drained (a graceful stop, not a kill)",
-                    victim.name
-                ));
-                self.ops.delete_pod(&self.namespace, &victim.name).await?;
-                progress(&format!("  deleted {} with grace period 0", victim.name));
-                self.wait_replaced(&selector, &victim.name, before).await?;
-            }
-        }
-        self.refresh_servers().await
-    }
-
-    /// Until the pod's server container has restarted (its restart count above `restarts`) and the pod
-    /// is ready again.
-    async fn wait_restarted(&self, selector: &str, pod: &str, restarts: i32) -> anyhow::Result<()> {
-        progress(&format!(
-            "  waiting for {pod} to serve again (up to {}s)",
-            self.deadlines.rollout.as_secs()
-        ));
-        let back = |p: &PodInfo| {
-            p.ready
-                && p.container(objects::SERVER_CONTAINER)
-                    .is_some_and(|c| c.restart_count > restarts && c.ready)
-        };
-        let found = self
-            .poll_pods(selector, |pods| {
-                pods.iter().find(|p| p.name == pod).is_some_and(back)
-            })
-            .await?;
-        if let Err(pods) = found {
-            let state = pods.iter().find(|p| p.name == pod).map_or_else(
-                || "gone".to_owned(),
-                |p| {
-                    let count = p
-                        .container(objects::SERVER_CONTAINER)
-                        .map_or(0, |c| c.restart_count);
-                    format!("restart count {count}, ready {}", p.ready)
-                },
-            );
-            bail!(
-                "pod {}/{pod}: {} not serving again after {}s ({state})",
-                self.namespace,
-                objects::SERVER_CONTAINER,
-                self.deadlines.rollout.as_secs()
-            );
-        }
-        Ok(())
-    }
-
-    /// Until the deleted pod is gone and as many pods as were ready before are ready again.
-    async fn wait_replaced(&self, selector: &str, pod: &str, ready: usize) -> anyhow::Result<()> {
-        progress(&format!(
-            "  waiting for a pod to replace {pod} (up to {}s)",
-            self.deadlines.rollout.as_secs()
-        ));
-        let found = self
-            .poll_pods(selector, |pods| {
-                pods.iter().all(|p| p.name != pod)
-                    && pods.iter().filter(|p| p.ready).count() >= ready
-            })
-            .await?;
-        if let Err(pods) = found {
-            bail!(
-                "no pod replaced {}/{pod} after {}s ({} of {ready} ready)",
-                self.namespace,
-                self.deadlines.rollout.as_secs(),
-                pods.iter().filter(|p| p.ready && p.name != pod).count()
-            );
-        }
-        Ok(())
-    }
-
-    /// Lists the pods until `done` holds (`Ok`) or the rollout deadline passes (`Err` with the last list).
-    async fn poll_pods(
-        &self,
-        selector: &str,
-        done: impl Fn(&[PodInfo]) -> bool,
-    ) -> anyhow::Result<Result<(), Vec<PodInfo>>> {
-        let deadline = tokio::time::Instant::now() + self.deadlines.rollout;
-        loop {
-            let pods = self.ops.pods(&self.namespace, selector).await?;
-            if done(&pods) {
-                return Ok(Ok(()));
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Ok(Err(pods));
-            }
-            tokio::time::sleep(self.deadlines.retry).await;
-        }
-    }
-}
-
-/// Stops following the client's logs when dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-/// One line of a followed log: its timestamp (the kubelet's prefix) and the rest.
-fn split_timestamp(line: &str) -> Option<(Timestamp, &str)> {
-    let (time, rest) = line.split_once(' ')?;
-    Some((time.parse().ok()?, rest))
-}
-
-/// Follows the logs of the client pod named in `current`, forwarding its summaries in order. A summary
-/// counts only if its whole interval (`window` before its timestamp) is after `counting_from`. When the
-/// stream ends (the pod stopped, or the API server closed it), follows the current pod again; a pod
-/// followed again resumes after the last summary it gave.
-async fn follow_client<O: Ops>(
-    ops: O,
-    namespace: String,
-    mut current: watch::Receiver<Option<String>>,
-    counting_from: watch::Receiver<Option<Timestamp>>,
-    window: Duration,
-    tx: mpsc::UnboundedSender<Summary>,
-    retry: Duration,
-) {
-    let window = SignedDuration::try_from(window).unwrap_or(SignedDuration::MAX);
-    let mut last_t: BTreeMap<String, f64> = BTreeMap::new();
-    'follow: loop {
-        let Some(pod) = current.borrow_and_update().clone() else {
-            if current.changed().await.is_err() {
-                return;
-            }
-            continue;
-        };
-        match ops
-            .follow_logs(&namespace, &pod, objects::CLIENT_CONTAINER)
-            .await
-        {
-            Ok(mut lines) => loop {
-                // A change of pod first (and the same order every time, so a dry run's steps are too).
-                tokio::select! {
-                    biased;
-                    changed = current.changed() => {
-                        if changed.is_err() {
-                            return;
-                        }
-                        // Another pod: follow it at once.
-                        continue 'follow;
-                    }
-                    line = lines.next() => {
-                        let Some(Ok(line)) = line else { break };
-                        let Some((written, text)) = split_timestamp(&line) else { continue };
-                        // The container's log holds its stderr too: only summaries count.
-                        let Ok(summary) = serde_json::from_str::<Summary>(text) else { continue };
-                        let last = last_t.entry(pod.clone()).or_insert(f64::NEG_INFINITY);
-                        if summary.kind != SummaryKind::Summary || summary.t <= *last {
-                            continue;
-                        }
-                        *last = summary.t;
-                        let counts = counting_from
-                            .borrow()
-                            .is_none_or(|from| written.duration_since(from) >= window);
-                        if counts && tx.send(summary).is_err() {
-                            return;
-                        }
-                    }
-                }
-            },
-            Err(err) => eprintln!("warning: {err:#}; trying again"),
-        }
-        if tx.is_closed() {
-            return;
-        }
-        // The stream ended or could not start: the pod may be restarting.
-        tokio::time::sleep(retry).await;
     }
 }
 

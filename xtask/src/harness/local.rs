@@ -4,15 +4,15 @@ use std::{collections::BTreeMap, path::PathBuf, process::Stdio};
 
 use anyhow::Context;
 use mesh::{
-    gateway::{self, RouteObject},
+    gateway::Routes,
     model::{MeshConfig, RetryPolicy},
-    twin::{self, Twin, TwinSpec},
+    twin::{Twin, TwinSpec},
 };
 use tokio::{io::AsyncBufReadExt, sync::mpsc};
 
 use crate::{
     harness::backend::{Backend, ClientStream},
-    harness::scenario::{Action, Client, Exposure, Mesh, Retries, Scenario},
+    harness::scenario::{Action, Client, Exposure, Mesh, Retries, RouteSource, Scenario},
 };
 use crate::{
     harness::{
@@ -24,6 +24,33 @@ use crate::{
 
 /// What identifies a version of a route file or directory: modification times and sizes.
 type Stamp = Vec<(PathBuf, Option<std::time::SystemTime>, u64)>;
+
+/// The user's route file (`experiment --routes`), watched for edits while the scenario runs.
+struct RouteFile {
+    source: RouteSource,
+    /// What it looked like when it was last read.
+    stamp: Stamp,
+}
+
+impl RouteFile {
+    /// Looks at the file before it is read, so that an edit made while it is read is seen later.
+    fn watch(source: &RouteSource) -> RouteFile {
+        RouteFile {
+            source: source.clone(),
+            stamp: stamp(&source.path()),
+        }
+    }
+
+    /// The routes as they are now, if the file changed since it was last read.
+    fn changed(&mut self) -> Option<Result<Routes, mesh::gateway::GatewayError>> {
+        let now = stamp(&self.source.path());
+        if now == self.stamp {
+            return None;
+        }
+        self.stamp = now;
+        Some(self.source.load())
+    }
+}
 
 fn stamp(path: &std::path::Path) -> Stamp {
     let entry = |p: PathBuf| {
@@ -49,52 +76,58 @@ pub struct Local {
     pub client_bin: PathBuf,
     pub envoy_bin: Option<PathBuf>,
     pub work_dir: PathBuf,
-    /// Routes from `--routes`, instead of the scenario's own file; edits of it are pushed live.
-    pub routes_path: Option<PathBuf>,
-    routes_stamp: Option<Stamp>,
+    routes: ScenarioRoutes,
     twin: Option<Twin>,
-    routes: Vec<RouteObject>,
     exposure: Exposure,
 }
 
+/// A scenario's routes on the twin.
+pub struct ScenarioRoutes {
+    /// As read before anything was built or started, until the twin takes them at setup; from then
+    /// on the twin holds the one copy.
+    initial: Option<Routes>,
+    /// The user's route file, whose edits are pushed while the scenario runs.
+    file: Option<RouteFile>,
+}
+
+impl ScenarioRoutes {
+    /// Reads the scenario's routes (the one time they are read), and watches the user's file.
+    pub fn read(scenario: &Scenario) -> anyhow::Result<ScenarioRoutes> {
+        let file = match &scenario.routes {
+            Some(source @ RouteSource::File(_)) => Some(RouteFile::watch(source)),
+            _ => None,
+        };
+        let initial = scenario
+            .routes
+            .as_ref()
+            .map(RouteSource::load)
+            .transpose()?;
+        Ok(ScenarioRoutes { initial, file })
+    }
+}
+
 impl Local {
+    /// A backend for the scenario whose routes are given.
     pub fn new(
         server_bin: PathBuf,
         client_bin: PathBuf,
         envoy_bin: Option<PathBuf>,
         work_dir: PathBuf,
+        routes: ScenarioRoutes,
     ) -> Local {
         Local {
             server_bin,
             client_bin,
             envoy_bin,
             work_dir,
-            routes_path: None,
-            routes_stamp: None,
+            routes,
             twin: None,
-            routes: Vec::new(),
             exposure: Exposure::ClusterIp,
         }
     }
 
     fn twin(&mut self) -> &mut Twin {
         self.twin.as_mut().expect("setup runs first")
-    }
-}
-
-fn mesh_of(mesh: Mesh) -> twin::Mesh {
-    match mesh {
-        Mesh::Off => twin::Mesh::Off,
-        Mesh::Sidecar => twin::Mesh::Sidecar,
-        Mesh::StaticSidecar => twin::Mesh::StaticSidecar,
-        Mesh::Proxy(n) => twin::Mesh::Proxy(n),
-    }
-}
-
-fn mode_of(exposure: Exposure) -> twin::ServiceMode {
-    match exposure {
-        Exposure::ClusterIp => twin::ServiceMode::ClusterIp,
-        Exposure::Headless => twin::ServiceMode::Headless,
     }
 }
 
@@ -151,7 +184,7 @@ impl Backend for Local {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
-            mode: mode_of(scenario.exposure),
+            mode: scenario.exposure,
         };
         self.exposure = scenario.exposure;
         let twin = Twin::start(spec)
@@ -163,30 +196,16 @@ impl Backend for Local {
             self.work_dir.display()
         ));
         self.twin = Some(twin);
-        let routes = match (&self.routes_path, scenario.routes) {
-            (Some(path), _) => {
-                self.routes_stamp = Some(stamp(path));
-                gateway::load(path)?
-            }
-            (None, Some(file)) => {
-                gateway::load(&crate::project::root().join("gateway").join(file))?
-            }
-            (None, None) => Vec::new(),
-        };
-        if !routes.is_empty() {
-            self.routes = routes.clone();
+        if let Some(routes) = self.routes.initial.take().filter(|r| !r.is_empty()) {
             self.twin().set_routes(routes).await?;
         }
         Ok(())
     }
 
     async fn set_mesh(&mut self, mesh: Mesh) -> anyhow::Result<()> {
-        let current = self.twin().mesh();
         // Proxies are scaled by an action; the arrangement stays.
-        let same = current == mesh_of(mesh)
-            || matches!((current, mesh), (twin::Mesh::Proxy(_), Mesh::Proxy(_)));
-        if !same {
-            self.twin().set_mesh(mesh_of(mesh)).await?;
+        if !self.twin().mesh().same_kind(mesh) {
+            self.twin().set_mesh(mesh).await?;
         }
         Ok(())
     }
@@ -194,7 +213,7 @@ impl Backend for Local {
     async fn set_exposure(&mut self, exposure: Exposure) -> anyhow::Result<()> {
         if exposure != self.exposure {
             progress(&format!("  exposing server as {}", exposure_name(exposure)));
-            self.twin().set_mode(mode_of(exposure)).await?;
+            self.twin().set_mode(exposure).await?;
             self.exposure = exposure;
         }
         Ok(())
@@ -229,10 +248,7 @@ impl Backend for Local {
                 ));
             }
             Action::Weights(weights) => {
-                for route in &mut self.routes {
-                    gateway::set_weights(route, weights)?;
-                }
-                let routes = self.routes.clone();
+                let routes = self.twin().routes().with_weights(weights)?;
                 self.twin().set_routes(routes).await?;
             }
         }
@@ -293,17 +309,15 @@ impl Backend for Local {
     }
 
     async fn tick(&mut self) -> anyhow::Result<()> {
-        let Some(path) = self.routes_path.clone() else {
+        let Some(file) = &mut self.routes.file else {
             return Ok(());
         };
-        let now = stamp(&path);
-        if self.routes_stamp.as_ref() == Some(&now) {
+        let Some(loaded) = file.changed() else {
             return Ok(());
-        }
-        self.routes_stamp = Some(now);
-        match gateway::load(&path) {
+        };
+        let path = file.source.path();
+        match loaded {
             Ok(routes) => {
-                self.routes = routes.clone();
                 self.twin().set_routes(routes).await?;
                 progress(&format!("  {} changed: pushed to the mesh", path.display()));
             }
@@ -363,8 +377,9 @@ pub fn run(
     scenario: &Scenario,
     profile: crate::project::Profile,
     measure: Measure,
-    routes: Option<std::path::PathBuf>,
 ) -> anyhow::Result<Report> {
+    // The routes first: a bad route file fails before anything is built or started.
+    let routes = ScenarioRoutes::read(scenario)?;
     let root = crate::project::root();
     let sh = crate::project::shell()?;
     let apps = crate::project::build_apps(&sh, profile)?;
@@ -382,8 +397,7 @@ pub fn run(
         .join(format!("{}-{stamp}", scenario.name));
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let mut backend = Local::new(apps.server, apps.client, envoy, work_dir.clone());
-        backend.routes_path = routes;
+        let mut backend = Local::new(apps.server, apps.client, envoy, work_dir.clone(), routes);
         let mut signals = crate::process::Signals::new()?;
         let result = tokio::select! {
             r = engine::run(&mut backend, scenario, measure, "local") => r,

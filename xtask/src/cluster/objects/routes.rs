@@ -31,11 +31,14 @@ pub fn route_objects(
     scenario: &Scenario,
     weights: Option<&[(&str, u32)]>,
 ) -> anyhow::Result<Vec<RouteObject>> {
-    let Some(file) = scenario.routes else {
+    let Some(source) = &scenario.routes else {
         return Ok(Vec::new());
     };
-    let path = crate::project::root().join("gateway").join(file);
-    let mut objects = gateway::load(&path)?;
+    let mut routes = source.load()?;
+    if let Some(weights) = weights {
+        routes = routes.with_weights(weights)?;
+    }
+    let mut objects = routes.into_objects();
     let ns = namespace(scenario.name);
     for object in &mut objects {
         let metadata = match object {
@@ -47,9 +50,6 @@ pub fn route_objects(
             .labels
             .get_or_insert_with(BTreeMap::new)
             .insert(PART_OF_LABEL.to_owned(), PART_OF.to_owned());
-        if let Some(weights) = weights {
-            gateway::set_weights(object, weights)?;
-        }
     }
     Ok(objects)
 }

@@ -129,10 +129,9 @@ fn the_check_reads_a_real_envoy_config_dump() {
         let routes = mesh::gateway::load(&root.join("gateway/grpcroute.yaml")).unwrap();
         twin.set_routes(routes.clone()).await.unwrap();
         twin.set_mesh(Mesh::Sidecar).await.unwrap();
-        let mut weighted = routes.clone();
-        for route in &mut weighted {
-            mesh::gateway::set_weights(route, &[("server-v1", 3), ("server-v2", 1)]).unwrap();
-        }
+        let weighted = routes
+            .with_weights(&[("server-v1", 3), ("server-v2", 1)])
+            .unwrap();
         let services = twin.services();
         let host = "server.default.svc.cluster.local";
         let dump = twin.sidecar().unwrap().config_dump().await.unwrap();
