@@ -3,25 +3,9 @@
 
 use std::{path::PathBuf, process::Command, sync::OnceLock};
 
-use xtask::cluster::fetch;
+use xtask::{cluster::fetch, harness::scenario};
 
 const XTASK: &str = env!("CARGO_BIN_EXE_xtask");
-const SCENARIOS: [&str; 14] = [
-    "clusterip",
-    "headless",
-    "maxage",
-    "server-proxy",
-    "sidecar",
-    "headless-sidecar",
-    "canary",
-    "xds",
-    "httproute",
-    "grpcroute",
-    "compare",
-    "rolling-restart",
-    "kill",
-    "scale-down",
-];
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -176,7 +160,7 @@ fn overriding_a_version_changes_the_plan() {
 
 #[test]
 fn every_demo_has_a_cluster_plan_that_applies_its_objects_and_measures_each_phase() {
-    for scenario in SCENARIOS {
+    for scenario in scenario::names() {
         let plan = dry_run(&["demo", scenario, "--dry-run"]);
         assert!(
             plan.contains(&format!("Namespace gml-{scenario}")),
@@ -191,6 +175,22 @@ fn every_demo_has_a_cluster_plan_that_applies_its_objects_and_measures_each_phas
         );
         golden(&format!("demo-{scenario}"), &plan);
     }
+}
+
+#[test]
+fn every_demo_golden_plan_belongs_to_a_scenario_of_the_table_and_each_scenario_has_one() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/plans");
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|entry| {
+            let name = entry.unwrap().file_name().into_string().unwrap();
+            Some(name.strip_prefix("demo-")?.strip_suffix(".txt")?.to_owned())
+        })
+        .collect();
+    files.sort();
+    let mut names = scenario::names();
+    names.sort_unstable();
+    assert_eq!(files, names, "golden plans in {}", dir.display());
 }
 
 /// The line numbers of the steps containing `text`.

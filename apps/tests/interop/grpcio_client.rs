@@ -13,6 +13,24 @@ fn ipv4_target(addrs: &[SocketAddr]) -> String {
     format!("ipv4:{}", list.join(","))
 }
 
+/// `peer.py call` arguments: round robin over `target` for 4s, `concurrency` calls at a time,
+/// with an authority that HTTP/2 accepts (see the last case).
+fn round_robin_for_4s<'a>(target: &'a str, concurrency: &'a str) -> Vec<&'a str> {
+    vec![
+        "call",
+        "--target",
+        target,
+        "--authority",
+        "hello.test:50051",
+        "--lb",
+        "round_robin",
+        "--seconds",
+        "4",
+        "--concurrency",
+        concurrency,
+    ]
+}
+
 #[test]
 fn a_grpcio_client_calls_both_methods_and_reads_every_reply_field() {
     let block = Block::random();
@@ -152,19 +170,7 @@ fn a_grpcio_round_robin_client_spreads_evenly_over_three_servers_across_max_age_
         .map(|(i, addr)| server(*addr, &format!("server-{i}"), &age))
         .collect();
     let target = ipv4_target(&addrs);
-    let called: Called = run(&[
-        "call",
-        "--target",
-        &target,
-        "--authority",
-        "hello.test:50051",
-        "--lb",
-        "round_robin",
-        "--seconds",
-        "4",
-        "--concurrency",
-        "6",
-    ]);
+    let called: Called = run(&round_robin_for_4s(&target, "6"));
     assert_eq!(
         called.count("OK"),
         called.sent,
@@ -190,19 +196,7 @@ fn a_grpcio_client_under_load_loses_nothing_when_a_server_shuts_down_gracefully(
     let mut first = server(addrs[0], "server-0", &[("RESPONSE_DELAY", "20ms")]);
     let _second = server(addrs[1], "server-1", &[("RESPONSE_DELAY", "20ms")]);
     let target = ipv4_target(&addrs);
-    let load = PyClient::start(&[
-        "call",
-        "--target",
-        &target,
-        "--authority",
-        "hello.test:50051",
-        "--lb",
-        "round_robin",
-        "--seconds",
-        "4",
-        "--concurrency",
-        "8",
-    ]);
+    let load = PyClient::start(&round_robin_for_4s(&target, "8"));
     crate::common::wait_until(
         "server-0 has answered calls",
         crate::common::DEADLINE,

@@ -6,6 +6,7 @@ use anyhow::Context;
 use mesh::{
     gateway::Routes,
     model::{MeshConfig, RetryPolicy},
+    process::{Output, Process},
     twin::{Twin, TwinSpec},
 };
 use tokio::{io::AsyncBufReadExt, sync::mpsc};
@@ -156,14 +157,6 @@ fn describe_retries(config: &MeshConfig) -> String {
     }
 }
 
-struct KillOnDrop(tokio::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.start_kill();
-    }
-}
-
 impl Backend for Local {
     fn interval(&self) -> std::time::Duration {
         std::time::Duration::from_millis(INTERVAL_MS)
@@ -257,7 +250,7 @@ impl Backend for Local {
 
     async fn start_client(&mut self, client: &Client, mesh: Mesh) -> anyhow::Result<ClientStream> {
         let target = self.twin().target();
-        let mut cmd = tokio::process::Command::new(&self.client_bin);
+        let mut cmd = std::process::Command::new(&self.client_bin);
         cmd.env_clear()
             .env("RUST_LOG", "off")
             .arg(&target)
@@ -280,14 +273,13 @@ impl Backend for Local {
         for (k, v) in &client.headers {
             cmd.arg("--header").arg(format!("{k}={v}"));
         }
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true);
-        let mut child = cmd
-            .spawn()
+        cmd.stdout(Stdio::piped());
+        // Killed and reaped when the stream is dropped, at the end of a phase or on an error.
+        let mut client = Process::spawn("hello-client", cmd, Output::Keep)
             .with_context(|| format!("cannot start {}", self.client_bin.display()))?;
-        let stdout = child.stdout.take().context("the client has no stdout")?;
+        let stdout = client.take_stdout().context("the client has no stdout")?;
+        let stdout = tokio::process::ChildStdout::from_std(stdout)
+            .context("cannot read the output of the client")?;
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(async move {
             let mut lines = tokio::io::BufReader::new(stdout).lines();
@@ -304,7 +296,7 @@ impl Backend for Local {
         });
         Ok(ClientStream {
             summaries: rx,
-            _guard: Box::new(KillOnDrop(child)),
+            _guard: Box::new(client),
         })
     }
 
