@@ -36,6 +36,7 @@ pub use retry::{ISTIO_DEFAULT_ATTEMPTS, ISTIO_DEFAULT_RETRY_ON, route_retry_poli
 use crate::model::{MeshConfig, Service, ServiceRoutes};
 
 mod passthrough;
+mod waypoint;
 
 pub const LISTENER_TYPE: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
 pub const ROUTE_TYPE: &str = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
@@ -61,6 +62,9 @@ pub enum Role {
     /// A proxy in front of one Service (the seed's server-side Envoy): whatever arrives at `addr`
     /// goes to `service`'s routes.
     Proxy { addr: SocketAddr, service: String },
+    /// Ambient mode's waypoint for one Service: what ztunnel sends it at `addr` is that Service's
+    /// traffic, routed by the Service's routes and balanced per request over the endpoints.
+    Waypoint { addr: SocketAddr, service: String },
 }
 
 /// One intercepted pod address of a headless Service: connections to `listen` are the client's
@@ -175,6 +179,17 @@ pub fn resources_in(
                     &route_name,
                 ));
             }
+        }
+        Role::Waypoint { addr, service } => {
+            waypoint::apply(
+                *addr,
+                service,
+                services,
+                routes,
+                mesh,
+                client_namespace,
+                &mut out,
+            );
         }
         Role::Proxy { addr, service } => {
             let route_name = format!("proxy_{}", addr.port());

@@ -1,10 +1,11 @@
 //! The local twin of a cluster with a mesh: server pods as processes on their own loopback
 //! addresses, Services answered by our DNS server (a virtual IP for ClusterIP, the pod addresses
 //! for headless), kube-proxy's per-connection balancing for virtual IPs, and real Envoys (a client
-//! sidecar, or proxies in front of the servers) fed by our control plane.
+//! sidecar, proxies in front of the servers, or ambient mode's waypoint behind a model of ztunnel)
+//! fed by our control plane.
 //!
 //! What the client's target `server:50051` resolves to is the whole experiment: a virtual IP, the
-//! pods, the proxies, or the sidecar (as Istio's interception sends a meshed pod's traffic to its
+//! pods, the proxies, ztunnel's capture of the virtual IP, or the sidecar (as Istio's interception sends a meshed pod's traffic to its
 //! sidecar). With the sidecar on and `server` headless, each pod address has an intercepting
 //! address of its own (the same host number in the block's second /24), which the sidecar
 //! forwards to that pod: Istio's passthrough for headless Services ([`translate::Passthrough`]).
@@ -30,6 +31,7 @@ mod pods;
 mod publish;
 pub mod push;
 pub mod sidecar;
+mod ztunnel;
 
 use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf, time::Duration};
 
@@ -120,6 +122,9 @@ pub struct Twin {
     keep_intercepts: bool,
     sidecar: Option<Envoy>,
     proxies: Vec<Envoy>,
+    /// The waypoint of ambient mode, and ztunnel's captures.
+    waypoint: Option<Envoy>,
+    ztunnel: ztunnel::Ztunnel,
     routes: Routes,
     warnings: Vec<Warning>,
     /// The configuration the static sidecar was started with.
@@ -165,6 +170,8 @@ impl Twin {
             keep_intercepts: false,
             sidecar: None,
             proxies: Vec::new(),
+            waypoint: None,
+            ztunnel: ztunnel::Ztunnel::default(),
             routes: Routes::empty(),
             warnings: Vec::new(),
             static_config: None,
@@ -216,6 +223,11 @@ impl Twin {
 
     pub fn sidecar(&self) -> Option<&Envoy> {
         self.sidecar.as_ref()
+    }
+
+    /// The waypoint, while [`Mesh::Waypoint`] is the mesh.
+    pub fn waypoint(&self) -> Option<&Envoy> {
+        self.waypoint.as_ref()
     }
 
     /// The proxies in front of the servers, in order.
@@ -311,6 +323,9 @@ impl Twin {
         }
         for p in self.proxies.drain(..) {
             p.stop().await;
+        }
+        if let Some(w) = self.waypoint.take() {
+            w.stop().await;
         }
         let pods: Vec<Pod> = std::mem::take(&mut self.pods)
             .into_values()

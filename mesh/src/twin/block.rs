@@ -6,8 +6,9 @@ use std::{
 };
 
 /// A /23 of loopback addresses of this twin alone: 127.X.Y.0/24 (Y even) for the twin's own
-/// addresses and 127.X.Y+1.0/24 for the addresses the sidecar intercepts in place of each pod,
-/// with X and Y random, so twins (and tests) never share an address.
+/// addresses and 127.X.Y+1.0/24 for the addresses that stand for a captured destination (the
+/// sidecar's in place of each pod, ztunnel's in place of each virtual IP), with X and Y random, so
+/// twins (and tests) never share an address.
 #[derive(Debug, Clone, Copy)]
 pub struct Block(u8, u8);
 
@@ -22,7 +23,8 @@ impl Block {
         IpAddr::V4(Ipv4Addr::new(127, self.0, self.1, host))
     }
 
-    /// The address the sidecar intercepts in place of the pod at `host`.
+    /// The address that stands for `host` when it is captured: the sidecar intercepts a pod's there,
+    /// ztunnel a virtual IP's.
     pub fn intercept(&self, host: u8) -> IpAddr {
         IpAddr::V4(Ipv4Addr::new(127, self.0, self.1 + 1, host))
     }
@@ -38,7 +40,8 @@ impl fmt::Display for Block {
 /// Addresses inside a block.
 pub(super) const DNS_HOST: u8 = 1;
 pub(super) const SIDECAR_HOST: u8 = 2;
-pub(super) const PROXY_HOSTS: std::ops::Range<u8> = 3..10;
+pub(super) const PROXY_HOSTS: std::ops::Range<u8> = 3..9;
+pub(super) const WAYPOINT_HOST: u8 = 9;
 pub(super) const POD_HOSTS: std::ops::Range<u8> = 10..200;
 pub(super) const VIP_HOSTS: std::ops::Range<u8> = 200..255;
 

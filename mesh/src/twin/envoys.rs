@@ -1,9 +1,17 @@
 //! What stands between the client and the servers ([`Mesh`]), and the Envoys that play it: a
-//! sidecar fed over xDS, a sidecar with a static configuration, or proxies in front of the servers.
+//! sidecar fed over xDS, a sidecar with a static configuration, proxies in front of the servers, or
+//! Istio's ambient mode: ztunnel alone, or ztunnel and a waypoint.
 
 use std::{net::SocketAddr, path::PathBuf};
 
-use super::{PORT, PushTiming, Twin, TwinError, block::PROXY_HOSTS, sidecar};
+use super::{
+    PORT, PushTiming, Twin, TwinError,
+    block::{PROXY_HOSTS, WAYPOINT_HOST},
+    sidecar,
+};
+
+/// The waypoint's xDS node.
+pub(super) const WAYPOINT_NODE: &str = "waypoint";
 use crate::{
     envoy::{self, Envoy, EnvoyConfig},
     translate,
@@ -20,12 +28,42 @@ pub enum Mesh {
     StaticSidecar,
     /// `n` Envoy proxies in front of the servers, behind a headless Service `server`.
     Proxy(u32),
+    /// Istio's ambient mode without a waypoint: ztunnel captures the client's connections and
+    /// sends each one to an endpoint it picks when the connection opens (L4, like kube-proxy).
+    Ztunnel,
+    /// Istio's ambient mode with a waypoint attached to the Service `server`: ztunnel sends the
+    /// client's connections to the waypoint, an Envoy that applies the routes and balances per RPC.
+    Waypoint,
 }
 
 impl Mesh {
-    /// Whether the client's RPCs go through an Envoy.
+    /// Whether the client is in a mesh (ztunnel alone counts: the mesh is on, at L4).
     pub fn is_on(self) -> bool {
         self != Mesh::Off
+    }
+
+    /// Whether the client's RPCs go through an Envoy.
+    pub fn needs_envoy(self) -> bool {
+        !matches!(self, Mesh::Off | Mesh::Ztunnel)
+    }
+
+    /// Whether the client is in Istio's ambient mode (captured by ztunnel), with or without a
+    /// waypoint.
+    pub fn is_ambient(self) -> bool {
+        matches!(self, Mesh::Ztunnel | Mesh::Waypoint)
+    }
+
+    /// What carries the client's RPCs, in one word: `off`, `sidecar`, `static-sidecar`, `proxy`,
+    /// `ztunnel` or `waypoint` (the results' `dataplane`).
+    pub fn label(self) -> &'static str {
+        match self {
+            Mesh::Off => "off",
+            Mesh::Sidecar => "sidecar",
+            Mesh::StaticSidecar => "static-sidecar",
+            Mesh::Proxy(_) => "proxy",
+            Mesh::Ztunnel => "ztunnel",
+            Mesh::Waypoint => "waypoint",
+        }
     }
 
     /// The same arrangement, whatever the number of proxies (scaling them is another change).
@@ -43,9 +81,19 @@ impl Twin {
         for proxy in self.proxies.drain(..) {
             proxy.stop().await;
         }
+        if let Some(waypoint) = self.waypoint.take() {
+            waypoint.stop().await;
+        }
         self.mesh = mesh;
         match mesh {
-            Mesh::Off => {}
+            Mesh::Off | Mesh::Ztunnel => {}
+            Mesh::Waypoint => {
+                self.push(PushTiming::Immediate);
+                let envoy = self
+                    .start_envoy(WAYPOINT_NODE, sidecar::ads_bootstrap(self.xds.addr))
+                    .await?;
+                self.waypoint = Some(envoy);
+            }
             Mesh::Sidecar => {
                 // A new Envoy gets the current configuration when it connects, with no debounce.
                 self.push(PushTiming::Immediate);
@@ -129,5 +177,10 @@ impl Twin {
 
     pub(super) fn proxy_addr(&self, i: u32) -> SocketAddr {
         SocketAddr::new(self.block.ip(PROXY_HOSTS.start + i as u8), PORT)
+    }
+
+    /// Where the waypoint listens for what ztunnel sends it.
+    pub(super) fn waypoint_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.block.ip(WAYPOINT_HOST), PORT)
     }
 }

@@ -1,13 +1,14 @@
 //! How a change spreads through the twin, as through a cluster: configuration to every Envoy
 //! over the control plane (accepted before DNS follows: make before break), endpoints to
-//! kube-proxy's virtual IPs and DNS at once and to the Envoys after istiod's debounce, and the
-//! static sidecar restarted when its configuration changes.
+//! kube-proxy's virtual IPs, ztunnel and DNS at once and to the Envoys after istiod's debounce, and
+//! the static sidecar restarted when its configuration changes.
 
 use std::net::{IpAddr, SocketAddr};
 
 use super::{
     ACK_DEADLINE, Mesh, NAMESPACE, PORT, PushTiming, SERVICE, ServiceMode, Twin, TwinError,
     block::{POD_HOSTS, SIDECAR_HOST, VIP_HOSTS, host_of},
+    envoys::WAYPOINT_NODE,
     l4, push,
 };
 use crate::{
@@ -54,6 +55,16 @@ impl Twin {
             Mesh::Proxy(n) => n,
             _ => 0,
         };
+        if self.mesh == Mesh::Waypoint {
+            let role = Role::Waypoint {
+                addr: self.waypoint_addr(),
+                service: SERVICE.into(),
+            };
+            configs.push((
+                WAYPOINT_NODE.to_owned(),
+                translate::resources(&role, &services, &routes, &self.mesh_config),
+            ));
+        }
         for i in 0..n {
             let role = Role::Proxy {
                 addr: self.proxy_addr(i),
@@ -95,6 +106,9 @@ impl Twin {
             nodes.push("sidecar".to_owned());
         }
         nodes.extend((0..self.proxies.len()).map(|i| format!("proxy-{i}")));
+        if self.waypoint.is_some() {
+            nodes.push(WAYPOINT_NODE.to_owned());
+        }
         nodes
     }
 
@@ -141,6 +155,7 @@ impl Twin {
     pub(super) async fn follow(&mut self) -> Result<(), TwinError> {
         self.program_vips().await?;
         self.settle().await?;
+        self.program_ztunnel().await?;
         self.follow_static().await?;
         self.update_dns();
         Ok(())
@@ -150,6 +165,7 @@ impl Twin {
     /// once, istiod's push with the twin's timing (not waited for here).
     pub(super) async fn endpoints_changed(&mut self) -> Result<(), TwinError> {
         self.program_vips().await?;
+        self.program_ztunnel().await?;
         self.update_dns();
         self.push(self.timing);
         self.follow_static().await
@@ -191,6 +207,33 @@ impl Twin {
         Ok(())
     }
 
+    /// ztunnel's captures, in ambient mode: each Service's endpoints, or for `server` with a
+    /// waypoint attached, the waypoint alone. Programmed after the waypoint accepted its
+    /// configuration, so no connection reaches it before it has its listener.
+    pub(super) async fn program_ztunnel(&mut self) -> Result<(), TwinError> {
+        if !self.mesh.is_ambient() {
+            return Ok(());
+        }
+        for svc in self.services() {
+            let vip = self.vips[&svc.name].addr();
+            let listen = SocketAddr::new(self.block.intercept(host_of(&vip)), PORT);
+            let targets = if self.mesh == Mesh::Waypoint && svc.name == SERVICE {
+                vec![self.waypoint_addr()]
+            } else {
+                svc.endpoints.clone()
+            };
+            self.ztunnel
+                .program(&svc.name, listen, targets)
+                .await
+                .map_err(|source| TwinError::VirtualIp {
+                    service: svc.name.clone(),
+                    addr: listen,
+                    source,
+                })?;
+        }
+        Ok(())
+    }
+
     /// What each Service name resolves to now.
     pub(super) fn update_dns(&self) {
         for svc in self.services() {
@@ -203,6 +246,13 @@ impl Twin {
                 Mesh::Sidecar | Mesh::StaticSidecar => vec![self.block.ip(SIDECAR_HOST)],
                 Mesh::Proxy(n) if svc.name == SERVICE => {
                     (0..n).map(|i| self.proxy_addr(i).ip()).collect()
+                }
+                // ztunnel captures connections to the virtual IP; a pod address goes to that pod.
+                Mesh::Ztunnel | Mesh::Waypoint if !svc.headless => {
+                    match self.ztunnel.capture(&svc.name) {
+                        Some(capture) => vec![capture.ip()],
+                        None => vec![self.vips[&svc.name].addr().ip()],
+                    }
                 }
                 _ if svc.headless => svc.endpoints.iter().map(|a| a.ip()).collect(),
                 _ => vec![self.vips[&svc.name].addr().ip()],

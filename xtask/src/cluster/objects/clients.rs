@@ -34,7 +34,9 @@ pub(super) fn client_deployment(
     let name = client_name(mesh);
     let target = match mesh {
         Mesh::StaticSidecar => format!("ipv4:127.0.0.1:{}", envoy_static::SIDECAR_PORT),
-        Mesh::Off | Mesh::Sidecar | Mesh::Proxy(_) => format!("dns:///{SERVER}:{GRPC_PORT}"),
+        Mesh::Off | Mesh::Sidecar | Mesh::Proxy(_) | Mesh::Ztunnel | Mesh::Waypoint => {
+            format!("dns:///{SERVER}:{GRPC_PORT}")
+        }
     };
     let mut args = vec![target];
     args.extend(
@@ -107,7 +109,7 @@ pub(super) fn client_deployment(
                 annotations.insert(CONFIG_HASH_ANNOTATION.to_owned(), hash.to_owned());
             }
         }
-        Mesh::Off | Mesh::Proxy(_) => {}
+        Mesh::Off | Mesh::Proxy(_) | Mesh::Ztunnel | Mesh::Waypoint => {}
     }
     let mut deployment = deployment(
         name,
