@@ -108,12 +108,7 @@ pub async fn run<B: Backend>(
         let intervals = collect(stream, backend, phase, measure, start, &mut warnings).await?;
         let proxies_after = backend.proxy_counts().await?;
         warnings.check(backend.warnings());
-        let mut result = measure::phase(
-            phase.name,
-            phase.mesh.is_on(),
-            intervals,
-            &backend.servers(),
-        );
+        let mut result = measure::phase(phase.name, phase.mesh, intervals, &backend.servers());
         result.weights = weights.clone();
         result.changes = phase.actions.iter().map(describe).collect();
         result.warnings = warnings.take();

@@ -375,7 +375,7 @@ pub fn run(
     let root = crate::project::root();
     let sh = crate::project::shell()?;
     let apps = crate::project::build_apps(&sh, profile)?;
-    let needs_envoy = scenario.phases.iter().any(|p| p.mesh.is_on());
+    let needs_envoy = scenario.phases.iter().any(|p| p.mesh.needs_envoy());
     let envoy = if needs_envoy {
         Some(mesh::envoy::find(&root, &mut |line| progress(line))?)
     } else {

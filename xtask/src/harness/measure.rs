@@ -6,11 +6,15 @@ use std::collections::BTreeMap;
 use hello_apps::client::{Summary, SummaryKind};
 use serde::Serialize;
 
+use super::scenario::Mesh;
+
 /// One phase's numbers, as the `--json` document carries them.
 #[derive(Debug, Clone, Serialize)]
 pub struct PhaseResult {
     pub name: String,
     pub mesh: bool,
+    /// What carried the RPCs: `off`, `sidecar`, `static-sidecar`, `proxy`, `ztunnel` or `waypoint`.
+    pub dataplane: &'static str,
     pub rpcs: u64,
     pub ok: u64,
     pub errors: u64,
@@ -33,6 +37,17 @@ pub struct PhaseResult {
     /// The client's summaries during the phase, in order (for timelines).
     #[serde(skip)]
     pub intervals: Vec<Summary>,
+}
+
+impl PhaseResult {
+    /// How the phase's RPCs travelled, for a reader: `mesh off`, or `mesh on, ` and the data plane.
+    pub fn arrangement(&self) -> String {
+        if self.mesh {
+            format!("mesh on, {}", self.dataplane)
+        } else {
+            "mesh off".to_owned()
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
@@ -58,7 +73,7 @@ pub struct Report {
 
 /// Adds up a phase's summaries. `servers` are the server pods that existed during the phase:
 /// those that got nothing count as zeros in the fairness index.
-pub fn phase(name: &str, mesh: bool, intervals: Vec<Summary>, servers: &[String]) -> PhaseResult {
+pub fn phase(name: &str, mesh: Mesh, intervals: Vec<Summary>, servers: &[String]) -> PhaseResult {
     let mut total = Summary::empty(SummaryKind::Summary);
     let mut weighted = [0.0f64; 3];
     for s in &intervals {
@@ -70,7 +85,8 @@ pub fn phase(name: &str, mesh: bool, intervals: Vec<Summary>, servers: &[String]
     }
     let mut r = PhaseResult {
         name: name.to_owned(),
-        mesh,
+        mesh: mesh.is_on(),
+        dataplane: mesh.label(),
         rpcs: total.rpcs,
         ok: total.ok,
         errors: total.errors,
@@ -154,7 +170,7 @@ mod tests {
         let servers: Vec<String> = (0..5).map(|i| format!("s{i}")).collect();
         let r = phase(
             "p",
-            false,
+            Mesh::Off,
             vec![summary(&[("s0", 10), ("s1", 10), ("s2", 10)], 1.0)],
             &servers,
         );
@@ -168,7 +184,7 @@ mod tests {
         let servers = vec!["a".to_owned(), "b".to_owned()];
         let r = phase(
             "p",
-            true,
+            Mesh::Sidecar,
             vec![summary(&[("a", 30)], 1.0), summary(&[("b", 10)], 3.0)],
             &servers,
         );

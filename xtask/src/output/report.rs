@@ -94,15 +94,11 @@ h1{font-size:1.5em}h2{font-size:1.15em;margin-top:1.6em}.meta{color:#666}\
 /// proxies, and the phase's numbers.
 fn phase_card(index: usize, phase: &PhaseResult) -> String {
     let mut html = format!(
-        "<div class=\"phase\" id=\"phase-{}\">\n<h3>Phase {}: {}{}</h3>\n",
+        "<div class=\"phase\" id=\"phase-{}\">\n<h3>Phase {}: {} ({})</h3>\n",
         index + 1,
         index + 1,
         esc(&phase.name),
-        if phase.mesh {
-            " (mesh on)"
-        } else {
-            " (mesh off)"
-        }
+        esc(&phase.arrangement())
     );
     if !phase.changes.is_empty() {
         writeln!(
@@ -402,7 +398,11 @@ fn latency_chart(phases: &[PhaseResult]) -> String {
             esc(&truncate(&phase.name, 14)),
             gx + 1.5 * BAR,
             TOP + HEIGHT + 27.0,
-            if phase.mesh { "mesh on" } else { "mesh off" }
+            if phase.mesh {
+                phase.dataplane
+            } else {
+                "mesh off"
+            }
         )
         .unwrap();
     }

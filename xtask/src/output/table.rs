@@ -18,10 +18,10 @@ pub fn render(report: &Report, scenario: &Scenario) -> String {
     for (i, p) in report.phases.iter().enumerate() {
         let _ = writeln!(
             out,
-            "\nphase {}/{total}  {}  [mesh {}]{}",
+            "\nphase {}/{total}  {}  [{}]{}",
             i + 1,
             p.name,
-            if p.mesh { "on" } else { "off" },
+            p.arrangement(),
             p.weights.as_ref().map_or(String::new(), |w| {
                 let parts: Vec<String> = w.iter().map(|(v, n)| format!("{v}={n}")).collect();
                 format!("  weights {}", parts.join(" "))
@@ -119,9 +119,19 @@ mod tests {
     fn each_phase_lists_its_own_warnings_and_the_lesson_ends_the_table() {
         let scenario = crate::harness::scenario::get("kill").unwrap();
         let servers = ["server-v1-0".to_owned()];
-        let mut first = crate::harness::measure::phase("first", false, Vec::new(), &servers);
+        let mut first = crate::harness::measure::phase(
+            "first",
+            crate::harness::scenario::Mesh::Off,
+            Vec::new(),
+            &servers,
+        );
         first.warnings = vec!["the first phase's".into()];
-        let second = crate::harness::measure::phase("second", true, Vec::new(), &servers);
+        let second = crate::harness::measure::phase(
+            "second",
+            crate::harness::scenario::Mesh::Sidecar,
+            Vec::new(),
+            &servers,
+        );
         let report = crate::harness::measure::Report {
             scenario: scenario.name.into(),
             title: scenario.title.into(),

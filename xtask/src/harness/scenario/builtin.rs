@@ -259,6 +259,35 @@ pub fn all() -> Vec<Scenario> {
             )
         },
         Scenario {
+            versions: vec![("v1", 2), ("v2", 2)],
+            routes: Some(RouteSource::Builtin("grpcroute.yaml")),
+            phases: vec![
+                phase("ztunnel only (L4)", Ztunnel, vec![]),
+                phase("waypoint: SayHello to v1", Waypoint, vec![]),
+                phase(
+                    "waypoint: SayHello, weights 90/10",
+                    Waypoint,
+                    vec![weights(90, 10)],
+                ),
+                phase(
+                    "waypoint: SayHello, weights 50/50",
+                    Waypoint,
+                    vec![weights(50, 50)],
+                ),
+                phase("sidecar: SayHello, weights 50/50", Sidecar, vec![]),
+            ],
+            ..base(
+                "ambient",
+                "Istio ambient mode: ztunnel alone pins gRPC, a waypoint balances per RPC and applies the routes",
+                "ztunnel works at L4: it picks a pod when the client's connection opens and every RPC on that \
+                 HTTP/2 connection follows, so the client is pinned as behind a bare ClusterIP and the GRPCRoute is \
+                 ignored. Attach a waypoint to the Service (istio.io/use-waypoint) and an Envoy balances each RPC \
+                 and applies the routes, as the sidecar does. For a gRPC Service in ambient mode: add a waypoint, or \
+                 balance in the client (a headless Service and round_robin); the waypoint's price is one more hop, \
+                 in the latency columns.",
+            )
+        },
+        Scenario {
             phases: vec![
                 phase("mesh off (ClusterIP)", Off, vec![]),
                 phase("mesh on (sidecar)", Sidecar, vec![]),

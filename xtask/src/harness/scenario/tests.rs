@@ -17,6 +17,7 @@ fn every_demo_is_defined_once_in_the_seed_s_order() {
             "xds",
             "httproute",
             "grpcroute",
+            "ambient",
             "compare",
             "rolling-restart",
             "kill",
@@ -195,4 +196,36 @@ fn a_duration_for_each_phase_replaces_every_phase_s_measuring_time_and_nothing_e
             (before.name, before.mesh, before.under_load, &before.actions)
         );
     }
+}
+
+#[test]
+fn ambient_names_each_phase_after_what_carries_it_and_shows_all_three() {
+    let s = get("ambient").unwrap();
+    for p in &s.phases {
+        let word = match p.mesh {
+            Mesh::Ztunnel => "ztunnel",
+            Mesh::Waypoint => "waypoint",
+            Mesh::Sidecar => "sidecar",
+            other => panic!("{}: unexpected {other:?}", p.name),
+        };
+        assert!(p.name.starts_with(word), "{}: {:?}", p.name, p.mesh);
+    }
+    for mesh in [Mesh::Ztunnel, Mesh::Waypoint, Mesh::Sidecar] {
+        assert!(s.phases.iter().any(|p| p.mesh == mesh), "{mesh:?}");
+    }
+    assert_eq!(s.phases[0].mesh, Mesh::Ztunnel, "pinned first");
+    let stepped: Vec<_> = s
+        .phases
+        .iter()
+        .filter(|p| p.mesh == Mesh::Waypoint)
+        .flat_map(|p| &p.actions)
+        .collect();
+    assert!(
+        stepped.len() >= 2,
+        "the weights are stepped through the waypoint"
+    );
+    assert!(
+        matches!(s.routes, Some(RouteSource::Builtin("grpcroute.yaml"))),
+        "the same route file as the sidecar demo"
+    );
 }

@@ -8,6 +8,7 @@ use serde_json::json;
 
 use super::*;
 use crate::harness::measure;
+use crate::harness::scenario::Mesh;
 
 fn summary(by_server: &[(&str, u64)]) -> Summary {
     let rpcs: u64 = by_server.iter().map(|(_, n)| n).sum();
@@ -34,14 +35,14 @@ fn servers() -> Vec<String> {
 fn report() -> Report {
     let mut first = measure::phase(
         "100/0",
-        true,
+        Mesh::Sidecar,
         vec![summary(&[("server-v1-a", 5), ("server-v1-b", 5)]); 4],
         &servers(),
     );
     first.changes = vec!["setting weights server-v1=100 server-v2=0".into()];
     let mut second = measure::phase(
         "75/25",
-        true,
+        Mesh::Sidecar,
         vec![summary(&[("server-v1-a", 3), ("server-v1-b", 3), ("server-v2-a", 2)]); 4],
         &servers(),
     );
@@ -68,7 +69,7 @@ fn the_page_has_a_chart_per_phase_a_timeline_and_the_latencies() {
     assert_eq!(html.matches("<svg class=\"phase-chart\"").count(), 2);
     assert_eq!(html.matches("<svg class=\"timeline\"").count(), 1);
     assert_eq!(html.matches("<svg class=\"latency\"").count(), 1);
-    assert!(html.contains("Phase 2: 75/25 (mesh on)"), "{html}");
+    assert!(html.contains("Phase 2: 75/25 (mesh on, sidecar)"), "{html}");
     assert!(html.contains("client reports every 250 ms"));
 }
 
