@@ -8,6 +8,7 @@ mod common;
 // Inside this inline module, `mod x;` is looked for at `tests/twin/x.rs`; at the crate root it
 // would be `tests/x.rs`, which cargo would build as a test binary of its own.
 mod twin {
+    mod ambient;
     mod faults;
     mod routes;
     mod services;

@@ -8,8 +8,10 @@
 //! 1. throughput (`bench/throughput.rs`): hello-client in closed loop, straight to `server-v1-0`
 //!    (`ipv4:` target), through the sidecar (the twin's `dns://.../server:50051`), and straight to
 //!    the bare server;
-//! 2. latency at 1,000 RPC/s (`bench/latency.rs`): hello-client in open loop (`--rate`), straight
-//!    and through the sidecar;
+//! 2. latency at 1,000 RPC/s (`bench/latency.rs`): hello-client in open loop (`--rate`), straight,
+//!    through the sidecar, and through ambient mode's waypoint (a second twin in ambient mode with
+//!    a waypoint and the same route: the client's connection captured by the ztunnel model, then
+//!    the waypoint's Envoy);
 //! 3. the sidecar's cost, over the sidecar runs of 2: Envoy's CPU seconds and resident memory from
 //!    `/proc` (`bench/procfs.rs`);
 //! 4. route propagation (`bench/propagation.rs`): weight changes pushed through the twin, seen by a
@@ -110,6 +112,8 @@ pub enum Path {
     Sidecar,
     /// Straight to the bare tonic server.
     Bare,
+    /// Through ztunnel and the waypoint of a twin in ambient mode, routed to its `server-v1-0`.
+    Waypoint,
 }
 
 impl Path {
@@ -118,6 +122,7 @@ impl Path {
             Path::Direct => "direct",
             Path::Sidecar => "sidecar",
             Path::Bare => "bare tonic",
+            Path::Waypoint => "waypoint",
         }
     }
 }
@@ -125,6 +130,8 @@ impl Path {
 /// Everything the figures run against.
 pub struct Rig {
     twin: Twin,
+    /// The same pods and route in ambient mode, with a waypoint.
+    ambient: Twin,
     bare: bare::BareServer,
     pub client_bin: PathBuf,
     /// The client's `--client-id`: the work directory's name, so that its processes can be told.
@@ -132,7 +139,9 @@ pub struct Rig {
     direct: String,
     sidecar: String,
     bare_target: String,
+    waypoint: String,
     pub envoy_pid: u32,
+    waypoint_pid: u32,
     direct_pid: u32,
     bare_pid: u32,
     /// The sidecar's listener, as Envoy reports it.
@@ -145,6 +154,7 @@ impl Rig {
             Path::Direct => &self.direct,
             Path::Sidecar => &self.sidecar,
             Path::Bare => &self.bare_target,
+            Path::Waypoint => &self.waypoint,
         }
     }
 
@@ -154,20 +164,21 @@ impl Rig {
             Path::Direct => self.direct_pid,
             Path::Sidecar => self.envoy_pid,
             Path::Bare => self.bare_pid,
+            Path::Waypoint => self.waypoint_pid,
         }
     }
 
     async fn start(bins: &Bins, work_dir: PathBuf) -> Result<Rig> {
-        let spec = TwinSpec {
+        let spec = |work_dir: PathBuf| TwinSpec {
             server_bin: bins.server.clone(),
             envoy_bin: Some(bins.envoy.clone()),
-            work_dir: work_dir.clone(),
+            work_dir,
             versions: vec![("v1".into(), 1), ("v2".into(), 1)],
             server_env: Vec::new(),
             // The sidecar balances over EDS (a headless `server` would be passthrough).
             mode: twin::ServiceMode::ClusterIp,
         };
-        let mut twin = Twin::start(spec)
+        let mut twin = Twin::start(spec(work_dir.clone()))
             .await
             .context("cannot start the local twin")?;
         // Figure 4 measures our control plane's raw push, without istiod's debounce.
@@ -190,12 +201,28 @@ impl Rig {
         let direct = format!("ipv4:{}", v1.addr);
         let direct_pid = v1.pid().context("the v1 pod has exited")?;
         let sidecar_target = twin.target();
+        progress(
+            "starting a second twin in ambient mode: a pod per version, a waypoint, the same route",
+        );
+        let mut ambient = Twin::start(spec(work_dir.join("ambient")))
+            .await
+            .context("cannot start the local twin in ambient mode")?;
+        ambient
+            .set_routes(gateway::parse(ROUTE, "the bench's route")?)
+            .await?;
+        ambient.set_mesh(twin::Mesh::Waypoint).await?;
+        let waypoint_pid = ambient
+            .waypoint()
+            .context("the twin started no waypoint")?
+            .pid();
+        let waypoint = ambient.target();
         progress("starting the bare tonic server");
         let bare = bare::BareServer::start(&bins.bare, &work_dir).await?;
         let bare_pid = bare.pid();
         let bare_target = format!("ipv4:{}", bare.addr);
         Ok(Rig {
             twin,
+            ambient,
             bare,
             client_bin: bins.client.clone(),
             client_id: work_dir
@@ -204,7 +231,9 @@ impl Rig {
             direct,
             sidecar: sidecar_target,
             bare_target,
+            waypoint,
             envoy_pid,
+            waypoint_pid,
             direct_pid,
             bare_pid,
             sidecar_addr,
@@ -215,6 +244,7 @@ impl Rig {
     async fn stop(self) -> Result<()> {
         let bare = self.bare.stop().await;
         self.twin.shutdown().await;
+        self.ambient.shutdown().await;
         bare
     }
 }
@@ -249,7 +279,7 @@ struct Bins {
 /// Warms every path up, then measures every figure.
 async fn measure(rig: &mut Rig, plan: &Plan, clock_ticks: u64) -> Result<report::Measured> {
     progress("warming up every path");
-    for path in [Path::Direct, Path::Sidecar, Path::Bare] {
+    for path in [Path::Direct, Path::Sidecar, Path::Bare, Path::Waypoint] {
         client::run(
             &rig.client_bin,
             rig.target(path),
@@ -268,7 +298,7 @@ async fn measure(rig: &mut Rig, plan: &Plan, clock_ticks: u64) -> Result<report:
     ));
     let throughput = throughput::measure(rig, plan).await?;
     progress(&format!(
-        "2 and 3. latency at {} rpc/s: {} rounds of direct and sidecar, {:.1}s each; envoy's cpu and memory",
+        "2 and 3. latency at {} rpc/s: {} rounds of direct, sidecar and waypoint, {:.1}s each; envoy's cpu and memory",
         plan.rate,
         plan.rounds,
         plan.latency_run.as_secs_f64()
@@ -368,9 +398,9 @@ mod tests {
 
     /// The time the clients of a plan run, start-ups and propagation aside.
     fn client_time(plan: &Plan) -> Duration {
-        plan.warm_up * 3
+        plan.warm_up * 4
             + plan.throughput_run * 3 * plan.rounds as u32
-            + plan.latency_run * 2 * plan.rounds as u32
+            + plan.latency_run * 3 * plan.rounds as u32
     }
 
     #[test]

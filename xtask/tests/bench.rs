@@ -86,7 +86,13 @@ fn a_quick_bench_measures_every_figure_and_leaves_no_process() {
     );
     assert_eq!(
         keys(&doc["latency_1000rps_ms"]),
-        ["added_p99", "direct", "sidecar"]
+        [
+            "added_p99",
+            "added_p99_waypoint",
+            "direct",
+            "sidecar",
+            "waypoint"
+        ]
     );
     assert_eq!(
         keys(&doc["propagation_ms"]),
@@ -104,8 +110,8 @@ fn a_quick_bench_measures_every_figure_and_leaves_no_process() {
         "throughput",
     );
 
-    let mut p99 = [0.0; 2];
-    for (i, path) in ["direct", "sidecar"].into_iter().enumerate() {
+    let mut p99 = [0.0; 3];
+    for (i, path) in ["direct", "sidecar", "waypoint"].into_iter().enumerate() {
         assert_eq!(
             keys(&doc["latency_1000rps_ms"][path]),
             ["p50", "p90", "p99"]
@@ -121,16 +127,18 @@ fn a_quick_bench_measures_every_figure_and_leaves_no_process() {
     }
     // A difference of two noisy medians: on a busy machine a quick run can make it negative, so
     // it is only checked to be the difference.
-    let added = doc["latency_1000rps_ms"]["added_p99"]
-        .as_f64()
-        .filter(|x| x.is_finite())
-        .unwrap_or_else(|| panic!("added_p99 is not a finite number: {doc}"));
-    assert!(
-        (added - (p99[1] - p99[0])).abs() <= 1e-3,
-        "added_p99 {added} is not {} - {}",
-        p99[1],
-        p99[0]
-    );
+    for (key, path) in [("added_p99", 1), ("added_p99_waypoint", 2)] {
+        let added = doc["latency_1000rps_ms"][key]
+            .as_f64()
+            .filter(|x| x.is_finite())
+            .unwrap_or_else(|| panic!("{key} is not a finite number: {doc}"));
+        assert!(
+            (added - (p99[path] - p99[0])).abs() <= 1e-3,
+            "{key} {added} is not {} - {}",
+            p99[path],
+            p99[0]
+        );
+    }
 
     number(&doc, "sidecar_cpu_s_per_1000_rpcs");
     number(&doc, "sidecar_rss_mb");

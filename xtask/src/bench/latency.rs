@@ -1,5 +1,5 @@
-//! Figures 2 and 3: latency at a fixed rate (open loop), straight to hello-server and through the
-//! sidecar, in alternating order; and, over the sidecar runs, Envoy's CPU time (utime + stime of
+//! Figures 2 and 3: latency at a fixed rate (open loop), straight to hello-server, through the
+//! sidecar and through ambient mode's waypoint, in rotating order; and, over the sidecar runs, Envoy's CPU time (utime + stime of
 //! `/proc/<pid>/stat`) and resident memory (`VmRSS`).
 
 use anyhow::Result;
@@ -16,9 +16,11 @@ use super::{
 pub struct Latencies {
     pub direct: Vec<Latency>,
     pub sidecar: Vec<Latency>,
+    pub waypoint: Vec<Latency>,
     /// RPCs a second the client really sent, by run.
     pub direct_rates: Vec<f64>,
     pub sidecar_rates: Vec<f64>,
+    pub waypoint_rates: Vec<f64>,
     /// Envoy's CPU time over the sidecar runs, in clock ticks.
     pub envoy_ticks: u64,
     /// The RPCs of the sidecar runs.
@@ -30,11 +32,8 @@ pub struct Latencies {
 pub async fn measure(rig: &Rig, plan: &Plan) -> Result<Latencies> {
     let mut out = Latencies::default();
     for round in 0..plan.rounds {
-        let order = if round % 2 == 0 {
-            [Path::Direct, Path::Sidecar]
-        } else {
-            [Path::Sidecar, Path::Direct]
-        };
+        let mut order = [Path::Direct, Path::Sidecar, Path::Waypoint];
+        order.rotate_left(round % 3);
         for path in order {
             let what = format!("latency round {}, {}", round + 1, path.name());
             let before = match path {
@@ -59,14 +58,17 @@ pub async fn measure(rig: &Rig, plan: &Plan) -> Result<Latencies> {
                 out.envoy_rss = out.envoy_rss.max(procfs::rss_bytes(rig.envoy_pid)?);
                 out.sidecar.push(latency);
                 out.sidecar_rates.push(rate);
+            } else if path == Path::Waypoint {
+                out.waypoint.push(latency);
+                out.waypoint_rates.push(rate);
             } else {
                 out.direct.push(latency);
                 out.direct_rates.push(rate);
             }
         }
-        let (d, s) = (out.direct[round], out.sidecar[round]);
+        let (d, s, w) = (out.direct[round], out.sidecar[round], out.waypoint[round]);
         crate::output::progress(&format!(
-            "  round {}/{}: p50/p90/p99 direct {:.3}/{:.3}/{:.3} ms, sidecar {:.3}/{:.3}/{:.3} ms",
+            "  round {}/{}: p50/p90/p99 direct {:.3}/{:.3}/{:.3} ms, sidecar {:.3}/{:.3}/{:.3} ms, waypoint {:.3}/{:.3}/{:.3} ms",
             round + 1,
             plan.rounds,
             d.p50,
@@ -74,7 +76,10 @@ pub async fn measure(rig: &Rig, plan: &Plan) -> Result<Latencies> {
             d.p99,
             s.p50,
             s.p90,
-            s.p99
+            s.p99,
+            w.p50,
+            w.p90,
+            w.p99
         ));
     }
     Ok(out)

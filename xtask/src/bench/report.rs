@@ -42,8 +42,12 @@ pub struct ThroughputDoc {
 pub struct LatencyDoc {
     pub direct: Percentiles,
     pub sidecar: Percentiles,
+    /// Through ambient mode's ztunnel and waypoint.
+    pub waypoint: Percentiles,
     /// sidecar p99 - direct p99.
     pub added_p99: f64,
+    /// waypoint p99 - direct p99.
+    pub added_p99_waypoint: f64,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, PartialEq)]
@@ -120,6 +124,7 @@ impl Document {
         let bare_rps = round(median(&m.throughput.bare), 1);
         let direct = percentiles(&m.latencies.direct);
         let sidecar = percentiles(&m.latencies.sidecar);
+        let waypoint = percentiles(&m.latencies.waypoint);
         let cpu_s = m.latencies.envoy_ticks as f64 / m.clock_ticks.max(1) as f64;
         let settled = m.propagation.settled_ms();
         Document {
@@ -131,7 +136,9 @@ impl Document {
             latency_1000rps_ms: LatencyDoc {
                 direct,
                 sidecar,
+                waypoint,
                 added_p99: round(sidecar.p99 - direct.p99, 3),
+                added_p99_waypoint: round(waypoint.p99 - direct.p99, 3),
             },
             sidecar_cpu_s_per_1000_rpcs: if m.latencies.envoy_rpcs > 0 {
                 round(cpu_s / m.latencies.envoy_rpcs as f64 * 1000.0, 4)
@@ -208,6 +215,7 @@ pub fn render(doc: &Document, m: &Measured, plan: &Plan) -> String {
     for (name, p, rates) in [
         ("direct", &l.direct, &lat.direct_rates),
         ("sidecar", &l.sidecar, &lat.sidecar_rates),
+        ("waypoint", &l.waypoint, &lat.waypoint_rates),
     ] {
         let _ = writeln!(
             w,
@@ -223,6 +231,11 @@ pub fn render(doc: &Document, m: &Measured, plan: &Plan) -> String {
         "   added p99  {:>8.3} ms                      target <= {TARGET_ADDED_P99_MS} ms: {}",
         l.added_p99,
         verdict(l.added_p99 <= TARGET_ADDED_P99_MS)
+    );
+    let _ = writeln!(
+        w,
+        "   added p99  {:>8.3} ms through the waypoint (the ztunnel model and the waypoint's envoy; no target)",
+        l.added_p99_waypoint
     );
 
     let cpu = doc.sidecar_cpu_s_per_1000_rpcs;
@@ -304,8 +317,10 @@ mod tests {
             latencies: Latencies {
                 direct: vec![lat(0.1, 0.2, 0.3), lat(0.2, 0.3, 0.5)],
                 sidecar: vec![lat(0.3, 0.5, 0.9), lat(0.4, 0.6, 1.1)],
+                waypoint: vec![lat(0.5, 0.7, 1.3), lat(0.6, 0.8, 1.4)],
                 direct_rates: vec![1000.0; 2],
                 sidecar_rates: vec![1000.0; 2],
+                waypoint_rates: vec![1000.0; 2],
                 envoy_ticks: 150,
                 envoy_rpcs: 30_000,
                 envoy_rss: 30 * 1024 * 1024,
@@ -325,6 +340,8 @@ mod tests {
         assert_eq!(doc.latency_1000rps_ms.direct.p99, 0.4);
         assert_eq!(doc.latency_1000rps_ms.sidecar.p99, 1.0);
         assert_eq!(doc.latency_1000rps_ms.added_p99, 0.6);
+        assert_eq!(doc.latency_1000rps_ms.waypoint.p99, 1.35);
+        assert_eq!(doc.latency_1000rps_ms.added_p99_waypoint, 0.95);
         assert_eq!(doc.sidecar_cpu_s_per_1000_rpcs, 0.05);
         assert_eq!(doc.sidecar_rss_mb, 30.0);
     }

@@ -41,6 +41,9 @@ fn slot(path: Path) -> usize {
         Path::Direct => 0,
         Path::Sidecar => 1,
         Path::Bare => 2,
+        Path::Waypoint => {
+            unreachable!("throughput is measured direct, through the sidecar and bare")
+        }
     }
 }
 
@@ -72,6 +75,9 @@ pub async fn measure(rig: &Rig, plan: &Plan) -> Result<Throughput> {
                 Path::Direct => out.direct.push(rate),
                 Path::Sidecar => out.sidecar.push(rate),
                 Path::Bare => out.bare.push(rate),
+                Path::Waypoint => {
+                    unreachable!("throughput is measured direct, through the sidecar and bare")
+                }
             }
         }
         crate::output::progress(&format!(
