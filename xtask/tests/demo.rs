@@ -242,6 +242,59 @@ fn the_grpcroute_routes_by_method_and_header_then_by_weight() {
 }
 
 #[test]
+fn ambient_shows_ztunnel_pinned_the_waypoint_balanced_and_weighted_and_the_sidecar_beside_it() {
+    let (doc, table, page) = demo_with_table("ambient");
+    let p = phases(&doc);
+    let planes: Vec<_> = p.iter().map(|p| p["dataplane"].as_str().unwrap()).collect();
+    assert_eq!(
+        planes,
+        ["ztunnel", "waypoint", "waypoint", "waypoint", "sidecar"],
+        "{doc}"
+    );
+    for phase in p {
+        let name = phase["name"].as_str().unwrap();
+        let plane = phase["dataplane"].as_str().unwrap();
+        assert!(name.contains(plane), "{name} names {plane}");
+        assert_eq!(phase["errors"], 0, "{phase}");
+        assert!(
+            phase["latency_ms"]["p99"].as_f64().unwrap() > 0.0,
+            "{phase}"
+        );
+        assert!(
+            table.contains(&format!("{name}  [mesh on, {plane}]")),
+            "the table names the data plane of {name}: {table}"
+        );
+        assert!(
+            page.contains(&format!("{name} (mesh on, {plane})")),
+            "the page names the data plane of {name}"
+        );
+    }
+    // ztunnel alone: one connection, one pod of four, whatever the route says.
+    let pinned = &p[0];
+    assert_eq!(busy(pinned), 1, "{pinned}");
+    assert!(
+        (pinned["jain"].as_f64().unwrap() - 0.25).abs() < 0.01,
+        "{pinned}"
+    );
+    // The waypoint applies the GRPCRoute: SayHello to v1, balanced over its two pods.
+    assert_eq!(share(&p[1], "v1"), 1.0, "{}", p[1]);
+    assert_eq!(busy(&p[1]), 2, "{}", p[1]);
+    let v2 = share(&p[2], "v2");
+    assert!((0.03..0.17).contains(&v2), "90/10: {}", p[2]);
+    for phase in &p[3..] {
+        let v2 = share(phase, "v2");
+        assert!((0.4..0.6).contains(&v2), "50/50: {phase}");
+        assert!(phase["jain"].as_f64().unwrap() > 0.9, "{phase}");
+    }
+    assert_lesson_everywhere(
+        &doc,
+        &table,
+        &page,
+        &["add a waypoint", "balance in the client", "hop"],
+    );
+}
+
+#[test]
 fn compare_shows_mesh_off_pinned_and_mesh_on_balanced() {
     let doc = demo("compare");
     let [off, on] = &phases(&doc)[..] else {
