@@ -525,6 +525,19 @@ async fn envoy_runs_the_two_worker_threads_of_an_istio_sidecar() {
     assert_eq!(mesh::envoy::CONCURRENCY, 2);
 }
 
+/// pilot-agent runs Envoy with `--drain-time-s 45 --drain-strategy immediate`, and so does the twin:
+/// a changed listener tells its connections at once, not over ten minutes.
+#[tokio::test]
+async fn envoy_drains_as_pilot_agent_runs_it_at_once_for_45_seconds() {
+    let dir = scratch("drain");
+    let envoy = start(&config("drain-node", minimal_bootstrap(), &dir)).await;
+    let info: Value =
+        serde_json::from_str(&within(envoy.admin_get("/server_info")).await.unwrap()).unwrap();
+    let options = &info["command_line_options"];
+    assert_eq!(options["drain_strategy"], "Immediate", "{options}");
+    assert_eq!(options["drain_time"], "45s", "{options}");
+}
+
 #[tokio::test]
 async fn start_refuses_a_bootstrap_that_has_its_own_admin() {
     let dir = scratch("own-admin");

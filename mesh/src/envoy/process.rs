@@ -34,6 +34,14 @@ const LOG_LEVEL: &str = "warn";
 /// `values.yaml`: `global.proxy.resources.limits.cpu`).
 pub const CONCURRENCY: u32 = 2;
 
+/// How pilot-agent runs Envoy in Istio 1.30 (`pkg/envoy/proxy.go`: `args`): draining lasts the
+/// proxy config's `drainDuration` (45 s by default, `pkg/config/mesh/mesh.go`), and with the
+/// `immediate` strategy every connection on a draining listener or filter chain is told at once
+/// (HTTP/2 GOAWAY), not gradually over the drain time as Envoy's own default does. It matters when
+/// a listener changes: a waypoint's routes are inline in its listener, so new weights replace the
+/// filter chain and move its connections over at their next request.
+pub const DRAIN_ARGS: [&str; 4] = ["--drain-time-s", "45", "--drain-strategy", "immediate"];
+
 /// Base ids are drawn from this range when none is given. Hot restart is disabled, so the base
 /// id names no shared memory; a random one keeps Envoys apart all the same if it is ever enabled.
 const BASE_IDS: std::ops::Range<u32> = 1..1_000_000;
@@ -104,6 +112,7 @@ pub async fn start(bin: &Path, config: &EnvoyConfig) -> Result<Envoy, EnvoyError
         .args(["--concurrency", &CONCURRENCY.to_string()])
         .args(["--base-id", &base_id.to_string()])
         .arg("--disable-hot-restart")
+        .args(DRAIN_ARGS)
         .current_dir(dir);
     let output = Output::Log {
         path: log_path.clone(),

@@ -11,7 +11,10 @@ use std::net::SocketAddr;
 
 use envoy_types::pb::{
     envoy::{
-        config::listener::v3::{Filter, FilterChain, Listener, filter},
+        config::{
+            listener::v3::{Filter, FilterChain, Listener, filter},
+            route::v3::RouteConfiguration,
+        },
         extensions::filters::{
             http::{
                 cors::v3::Cors,
@@ -99,6 +102,31 @@ pub(super) fn listener(name: &str, addr: SocketAddr, route_name: &str) -> Listen
         name: name.to_owned(),
         address: Some(socket_address(addr)),
         filter_chains: vec![FilterChain {
+            filters: vec![Filter {
+                name: "envoy.filters.network.http_connection_manager".into(),
+                config_type: Some(filter::ConfigType::TypedConfig(any(&hcm))),
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+/// A listener at `addr` whose one filter chain, `chain`, is an HTTP connection manager with the
+/// route configuration inline, as a waypoint's per-Service chains are (no RDS).
+pub(super) fn inline_listener(
+    name: &str,
+    addr: SocketAddr,
+    chain: &str,
+    routes: RouteConfiguration,
+) -> Listener {
+    let mut hcm = connection_manager(&chain.replace(['.', ':', '|'], "_"), &routes.name);
+    hcm.route_specifier = Some(http_connection_manager::RouteSpecifier::RouteConfig(routes));
+    Listener {
+        name: name.to_owned(),
+        address: Some(socket_address(addr)),
+        filter_chains: vec![FilterChain {
+            name: chain.to_owned(),
             filters: vec![Filter {
                 name: "envoy.filters.network.http_connection_manager".into(),
                 config_type: Some(filter::ConfigType::TypedConfig(any(&hcm))),

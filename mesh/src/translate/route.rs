@@ -163,7 +163,13 @@ pub(super) fn virtual_host(
 
 /// The route of a Service without mesh routes (`BuildDefaultHTTPOutboundRoute`).
 fn default_route(ctx: &Context<'_>, svc: &Service) -> Route {
-    let cluster = cluster_name(&svc.name, &svc.namespace, svc.port);
+    default_route_to(ctx, svc, &cluster_name(&svc.name, &svc.namespace, svc.port))
+}
+
+/// The default route of a Service, to `cluster` (a sidecar's outbound cluster, or a waypoint's
+/// `inbound-vip` one).
+pub(super) fn default_route_to(ctx: &Context<'_>, svc: &Service, cluster: &str) -> Route {
+    let cluster = cluster.to_owned();
     let operation = format!("{}:{}/*", fqdn(svc), svc.port);
     Route {
         name: DEFAULT_ROUTE.into(),

@@ -133,3 +133,29 @@ fn a_waypoint_sends_to_new_pods_and_leaving_it_stops_its_envoy() {
     assert_eq!(pinned.by_server.len(), 1, "{pinned:?}");
     rt.block_on(twin.shutdown());
 }
+
+/// ztunnel has already accepted the client's connection when it finds no ready endpoint: it closes
+/// it (no refusal, no retry), which a gRPC client reports as UNAVAILABLE.
+#[test]
+fn with_no_ready_pod_ztunnel_closes_each_connection_and_the_client_sees_unavailable() {
+    let rt = rt();
+    let mut twin = rt
+        .block_on(Twin::start(spec(
+            "ztunnel-empty",
+            &[("v1", 1)],
+            ServiceMode::ClusterIp,
+        )))
+        .unwrap();
+    rt.block_on(twin.set_mesh(Mesh::Ztunnel)).unwrap();
+    rt.block_on(twin.scale("v1", 0)).unwrap();
+    let client = Client::start(&twin.target(), &[]);
+    let (ok, errors) = client.errors(3);
+    assert_eq!(ok, 0, "{errors:?}");
+    assert_eq!(
+        errors.0.keys().collect::<Vec<_>>(),
+        ["Unavailable"],
+        "{errors:?}"
+    );
+    drop(client);
+    rt.block_on(twin.shutdown());
+}
