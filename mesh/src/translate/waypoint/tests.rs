@@ -123,6 +123,7 @@ fn one_virtual_host_named_after_the_port_takes_every_domain() {
 }
 
 #[test]
+#[allow(deprecated, reason = "Istio sets max_grpc_timeout")]
 fn without_routes_the_default_route_goes_to_the_service_s_own_inbound_vip_cluster() {
     let r = waypoint(Vec::new());
     let config = inline_routes(&r);
