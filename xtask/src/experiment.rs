@@ -70,8 +70,12 @@ fn scenario(flags: &flags::Experiment) -> anyhow::Result<Scenario> {
 /// What the experiment's one phase measures, e.g. `mesh on: headless Service, pick_first`.
 fn phase_name(mesh: Mesh, exposure: Exposure, lb: flags::Lb) -> String {
     format!(
-        "mesh {}: {} Service, {}",
-        if mesh.is_on() { "on" } else { "off" },
+        "{}: {} Service, {}",
+        match mesh {
+            Mesh::Off => "mesh off",
+            Mesh::Sidecar => "mesh on",
+            other => other.label(),
+        },
         match exposure {
             Exposure::ClusterIp => "ClusterIP",
             Exposure::Headless => "headless",
@@ -100,6 +104,10 @@ mod tests {
         assert_eq!(
             phase_name(Mesh::Off, Exposure::ClusterIp, flags::Lb::RoundRobin),
             "mesh off: ClusterIP Service, round_robin"
+        );
+        assert_eq!(
+            phase_name(Mesh::Waypoint, Exposure::ClusterIp, flags::Lb::RoundRobin),
+            "waypoint: ClusterIP Service, round_robin"
         );
     }
 

@@ -182,7 +182,8 @@ pub struct Experiment {
     /// Measure for this long [default: 3s]
     #[arg(long, value_parser = positive_duration)]
     pub duration: Option<Duration>,
-    /// With the client's sidecar (on) or without (off: the client reaches the Service as exposed)
+    /// With the client's sidecar (on) or without (off: the client reaches the Service as exposed), or
+    /// in Istio's ambient mode: ztunnel alone, or with a waypoint for `server`
     #[arg(long, value_enum, default_value_t = MeshSwitch::On)]
     pub mesh: MeshSwitch,
     /// How the Service `server` is exposed: one virtual IP (clusterip), or every pod address in DNS
@@ -341,11 +342,18 @@ impl Method {
     }
 }
 
-/// `--mesh on|off`: with the client's sidecar or without.
+/// `--mesh on|off|ztunnel|waypoint`: with the client's sidecar or without, or in Istio's ambient
+/// mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum MeshSwitch {
+    /// The client's sidecar
     On,
+    /// No mesh
     Off,
+    /// Ambient mode, ztunnel alone (L4, a pod per connection)
+    Ztunnel,
+    /// Ambient mode with a waypoint attached to the Service `server`
+    Waypoint,
 }
 
 impl From<MeshSwitch> for Mesh {
@@ -353,6 +361,8 @@ impl From<MeshSwitch> for Mesh {
         match switch {
             MeshSwitch::On => Mesh::Sidecar,
             MeshSwitch::Off => Mesh::Off,
+            MeshSwitch::Ztunnel => Mesh::Ztunnel,
+            MeshSwitch::Waypoint => Mesh::Waypoint,
         }
     }
 }

@@ -17,7 +17,7 @@ fn xtask(args: &[&str]) -> Run {
 }
 
 /// A run on the twin: it names its twin, the scan finds the twin's servers and client while it runs
-/// (and Envoy where a phase has the mesh on), and nothing of it is left afterwards.
+/// (and Envoy where a phase has one in the path), and nothing of it is left afterwards.
 fn on_the_twin(args: &[&str]) -> Watched {
     let watched = common::xtask_watched(args, LIMIT);
     watched.assert_nothing_left(&["hello-server", "hello-client"]);
@@ -32,11 +32,14 @@ fn document(watched: &Watched, json: &str, name: &str) -> Value {
         serde_json::from_str(json).unwrap_or_else(|e| panic!("one JSON document ({e}): {json}"));
     assert_eq!(doc["scenario"], name);
     assert_eq!(doc["backend"], "local");
-    let meshed = phases(&doc).iter().any(|p| p["mesh"] == true);
+    // ztunnel alone is the mesh at L4: no Envoy.
+    let meshed = phases(&doc)
+        .iter()
+        .any(|p| p["mesh"] == true && p["dataplane"] != "ztunnel");
     assert_eq!(
         watched.saw("envoy"),
         meshed,
-        "envoy runs exactly where a phase has the mesh on: {:?}",
+        "envoy runs exactly where a phase has an Envoy in the path: {:?}",
         watched.seen
     );
     doc
@@ -479,6 +482,43 @@ fn a_pick_first_experiment_through_a_headless_service_with_the_mesh_on_stays_on_
     let p = &phases(&doc)[0];
     assert_eq!(p["name"], "mesh on: headless Service, pick_first");
     assert_eq!(busy(p), 1, "{p}");
+}
+
+#[test]
+fn an_experiment_in_ambient_mode_ignores_the_route_with_ztunnel_alone_and_follows_it_through_a_waypoint()
+ {
+    let routes = format!("{}/../gateway/grpcroute.yaml", env!("CARGO_MANIFEST_DIR"));
+    let run = |mesh: &str| {
+        let watched = on_the_twin(&[
+            "experiment",
+            "--local",
+            "--debug",
+            "--json",
+            "--servers",
+            "v1=2,v2=2",
+            "--routes",
+            &routes,
+            "--method",
+            "SayHelloAgain",
+            "--mesh",
+            mesh,
+            "--rpcs",
+            "200",
+        ]);
+        let doc = document(&watched, &watched.run.stdout, "experiment");
+        phases(&doc)[0].clone()
+    };
+    let waypoint = run("waypoint");
+    assert_eq!(waypoint["dataplane"], "waypoint", "{waypoint}");
+    assert_eq!(
+        share(&waypoint, "v2"),
+        1.0,
+        "SayHelloAgain goes to v2: {waypoint}"
+    );
+    assert_eq!(busy(&waypoint), 2, "{waypoint}");
+    let ztunnel = run("ztunnel");
+    assert_eq!(ztunnel["dataplane"], "ztunnel", "{ztunnel}");
+    assert_eq!(busy(&ztunnel), 1, "one connection, one pod: {ztunnel}");
 }
 
 #[test]
