@@ -24,7 +24,11 @@
 use anyhow::{Context as _, bail};
 use serde_json::Value;
 
-use super::{Kind, ops::Ops, verify::{CONFIG_DUMP_COMMAND, ISTIO_PROXY_CONTAINER}};
+use super::{
+    Kind,
+    ops::Ops,
+    verify::{CONFIG_DUMP_COMMAND, ISTIO_PROXY_CONTAINER},
+};
 use crate::{
     cluster::{
         objects::{self, ambient},
@@ -146,17 +150,16 @@ impl<O: Ops> Kind<O> {
             .pods(&self.namespace, &ambient::waypoint_pods())
             .await?;
         pods.sort_by_key(|p| (!p.ready, !p.running, p.name.clone()));
-        let pod = pods
-            .first()
-            .map(|p| p.name.clone())
-            .with_context(|| {
-                format!(
-                    "no pod of the waypoint ({}) in namespace {}",
-                    ambient::waypoint_pods(),
-                    self.namespace
-                )
-            })?;
-        progress(&format!("  checking that the waypoint {pod} holds the routes"));
+        let pod = pods.first().map(|p| p.name.clone()).with_context(|| {
+            format!(
+                "no pod of the waypoint ({}) in namespace {}",
+                ambient::waypoint_pods(),
+                self.namespace
+            )
+        })?;
+        progress(&format!(
+            "  checking that the waypoint {pod} holds the routes"
+        ));
         let deadline = tokio::time::Instant::now() + self.deadlines.routes;
         loop {
             let verdict = match self
@@ -196,7 +199,12 @@ impl<O: Ops> Kind<O> {
 
     /// Waits until the ztunnel on the client's node captures the client and sends `server` to the
     /// waypoint (or not, without one); a warning after the deadline.
-    async fn check_ztunnel(&mut self, client: &str, fqdn: &str, waypoint: bool) -> anyhow::Result<()> {
+    async fn check_ztunnel(
+        &mut self,
+        client: &str,
+        fqdn: &str,
+        waypoint: bool,
+    ) -> anyhow::Result<()> {
         let node = self
             .ops
             .pods(&self.namespace, &format!("app={}", objects::CLIENT_AMBIENT))
@@ -206,7 +214,10 @@ impl<O: Ops> Kind<O> {
             .and_then(|p| p.node);
         let mut ztunnels = self
             .ops
-            .pods(ambient::ISTIO_NAMESPACE, &format!("app={}", ambient::ZTUNNEL))
+            .pods(
+                ambient::ISTIO_NAMESPACE,
+                &format!("app={}", ambient::ZTUNNEL),
+            )
             .await?;
         ztunnels.sort_by_key(|p| (p.node != node, p.name.clone()));
         let Some(ztunnel) = ztunnels.first().map(|p| p.name.clone()) else {
@@ -220,7 +231,11 @@ impl<O: Ops> Kind<O> {
         progress(&format!(
             "  checking ztunnel {ztunnel}: it captures {client} and sends {} {}",
             objects::SERVER,
-            if waypoint { "to the waypoint" } else { "to its pods" }
+            if waypoint {
+                "to the waypoint"
+            } else {
+                "to its pods"
+            }
         ));
         let deadline = tokio::time::Instant::now() + self.deadlines.routes;
         loop {
@@ -271,7 +286,9 @@ pub fn programmed(gateway: &Value) -> Result<(), String> {
         return Err(format!("no {PROGRAMMED} condition yet"));
     };
     if condition["observedGeneration"].as_i64().unwrap_or(0) < generation {
-        return Err(format!("no {PROGRAMMED} condition for generation {generation} yet"));
+        return Err(format!(
+            "no {PROGRAMMED} condition for generation {generation} yet"
+        ));
     }
     if condition["status"] == "True" {
         Ok(())
@@ -357,9 +374,24 @@ mod tests {
 
     #[test]
     fn ztunnel_agrees_when_it_captures_the_client_and_sends_the_service_where_the_phase_says() {
-        assert_eq!(ztunnel_view(&dump("HBONE", None), "gml-x", "client-ambient-1", FQDN, false), Ok(()));
         assert_eq!(
-            ztunnel_view(&dump("HBONE", Some(via_waypoint())), "gml-x", "client-ambient-1", FQDN, true),
+            ztunnel_view(
+                &dump("HBONE", None),
+                "gml-x",
+                "client-ambient-1",
+                FQDN,
+                false
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            ztunnel_view(
+                &dump("HBONE", Some(via_waypoint())),
+                "gml-x",
+                "client-ambient-1",
+                FQDN,
+                true
+            ),
             Ok(())
         );
     }
@@ -368,19 +400,43 @@ mod tests {
     fn ztunnel_disagrees_in_one_line_naming_what_differs() {
         assert_eq!(
             ztunnel_view(&dump("TCP", None), "gml-x", "client-ambient-1", FQDN, false),
-            Err("ztunnel does not capture gml-x/client-ambient-1 (its protocol is TCP, not HBONE)".into())
+            Err(
+                "ztunnel does not capture gml-x/client-ambient-1 (its protocol is TCP, not HBONE)"
+                    .into()
+            )
         );
         assert_eq!(
-            ztunnel_view(&dump("HBONE", None), "gml-x", "client-ambient-1", FQDN, true),
-            Err("ztunnel still sends server.gml-x.svc.cluster.local to its pods, not to a waypoint".into())
+            ztunnel_view(
+                &dump("HBONE", None),
+                "gml-x",
+                "client-ambient-1",
+                FQDN,
+                true
+            ),
+            Err(
+                "ztunnel still sends server.gml-x.svc.cluster.local to its pods, not to a waypoint"
+                    .into()
+            )
         );
         assert!(
-            ztunnel_view(&dump("HBONE", Some(via_waypoint())), "gml-x", "client-ambient-1", FQDN, false)
-                .unwrap_err()
-                .starts_with("ztunnel still sends server.gml-x.svc.cluster.local to the waypoint")
+            ztunnel_view(
+                &dump("HBONE", Some(via_waypoint())),
+                "gml-x",
+                "client-ambient-1",
+                FQDN,
+                false
+            )
+            .unwrap_err()
+            .starts_with("ztunnel still sends server.gml-x.svc.cluster.local to the waypoint")
         );
         assert_eq!(
-            ztunnel_view(&dump("HBONE", None), "gml-x", "client-ambient-2", FQDN, false),
+            ztunnel_view(
+                &dump("HBONE", None),
+                "gml-x",
+                "client-ambient-2",
+                FQDN,
+                false
+            ),
             Err("ztunnel does not know the workload gml-x/client-ambient-2".into())
         );
     }
@@ -403,6 +459,9 @@ mod tests {
             programmed(&gateway(1, 1, "False")),
             Err("Programmed False AddressNotAssigned: Failed to assign to any requested addresses: hostname \"waypoint.gml-x.svc.cluster.local\" not found".into())
         );
-        assert_eq!(programmed(&json!({})), Err("no Programmed condition yet".into()));
+        assert_eq!(
+            programmed(&json!({})),
+            Err("no Programmed condition yet".into())
+        );
     }
 }

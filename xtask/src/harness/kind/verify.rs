@@ -165,7 +165,8 @@ impl<O: Ops> Kind<O> {
                 let verdict = match route_status::verdict(&found) {
                     route_status::Verdict::Accepted
                         if waypoint
-                            && waypoints.as_deref() != Some(route_status::ALL_WAYPOINTS_RESOLVED) =>
+                            && waypoints.as_deref()
+                                != Some(route_status::ALL_WAYPOINTS_RESOLVED) =>
                     {
                         if tokio::time::Instant::now() >= deadline {
                             self.warnings.push(format!(

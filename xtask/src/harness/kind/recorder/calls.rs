@@ -290,9 +290,12 @@ impl Ops for Recorder {
         let state = self.state.lock().unwrap();
         let key = format!("{namespace}/{name}");
         match kind {
-            "DaemonSet" => Ok((key == format!("{}/{}", ambient::ISTIO_NAMESPACE, ambient::ZTUNNEL))
-                .then(|| json!({ "apiVersion": "apps/v1", "kind": "DaemonSet",
-                    "metadata": { "name": name, "namespace": namespace } }))),
+            "DaemonSet" => Ok((key
+                == format!("{}/{}", ambient::ISTIO_NAMESPACE, ambient::ZTUNNEL))
+            .then(|| {
+                json!({ "apiVersion": "apps/v1", "kind": "DaemonSet",
+                    "metadata": { "name": name, "namespace": namespace } })
+            })),
             "Gateway" => Ok(state.gateways.get(&key).map(|gateway| {
                 let mut gateway = gateway.clone();
                 gateway["metadata"]["generation"] = json!(1);
@@ -306,8 +309,7 @@ impl Ops for Recorder {
             _ => Ok(state.routes.get(&key).map(|route| {
                 let mut route = route.clone();
                 route["metadata"]["generation"] = json!(1);
-                let mut status =
-                    route_status::istio_status(&route["spec"]["parentRefs"], 1, &[]);
+                let mut status = route_status::istio_status(&route["spec"]["parentRefs"], 1, &[]);
                 if Recorder::ambient(&state, namespace) {
                     status = route_status::with_waypoints(
                         status,

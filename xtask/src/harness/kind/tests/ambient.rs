@@ -111,7 +111,9 @@ async fn ambient_cluster(programs: bool) -> (Mock, Arc<Mutex<Ambient>>) {
             let mut body = r.json();
             let mut state = on_route.lock().unwrap();
             let generation = match &state.route {
-                Some(old) if old["spec"] == body["spec"] => old["metadata"]["generation"].as_i64().unwrap(),
+                Some(old) if old["spec"] == body["spec"] => {
+                    old["metadata"]["generation"].as_i64().unwrap()
+                }
                 Some(old) => old["metadata"]["generation"].as_i64().unwrap() + 1,
                 None => 1,
             };
@@ -157,7 +159,13 @@ async fn ambient_cluster(programs: bool) -> (Mock, Arc<Mutex<Ambient>>) {
         "GET",
         PODS,
         ("labelSelector", &ambient::waypoint_pods()),
-        pod_list(vec![pod("waypoint-7d9f-x2x", "istio-proxy", "2026-11-29T10:00:00Z", 0, true)]),
+        pod_list(vec![pod(
+            "waypoint-7d9f-x2x",
+            "istio-proxy",
+            "2026-11-29T10:00:00Z",
+            0,
+            true,
+        )]),
     )
     .on_query(
         "GET",
@@ -173,10 +181,19 @@ async fn ambient_cluster(programs: bool) -> (Mock, Arc<Mutex<Ambient>>) {
     .on(
         "GET",
         ZTUNNEL_DS,
-        Reply::Json(200, json!({ "apiVersion": "apps/v1", "kind": "DaemonSet",
-            "metadata": { "name": "ztunnel", "namespace": "istio-system" } })),
+        Reply::Json(
+            200,
+            json!({ "apiVersion": "apps/v1", "kind": "DaemonSet",
+            "metadata": { "name": "ztunnel", "namespace": "istio-system" } }),
+        ),
     );
-    let mut other = pod("ztunnel-other", "istio-proxy", "2026-11-29T09:00:00Z", 0, true);
+    let mut other = pod(
+        "ztunnel-other",
+        "istio-proxy",
+        "2026-11-29T09:00:00Z",
+        0,
+        true,
+    );
     other["spec"]["nodeName"] = json!("grpc-mesh-lab-worker2");
     mock.on_query(
         "GET",
@@ -184,7 +201,13 @@ async fn ambient_cluster(programs: bool) -> (Mock, Arc<Mutex<Ambient>>) {
         ("labelSelector", "app=ztunnel"),
         pod_list(vec![
             other,
-            pod("ztunnel-mine", "istio-proxy", "2026-11-29T09:00:00Z", 0, true),
+            pod(
+                "ztunnel-mine",
+                "istio-proxy",
+                "2026-11-29T09:00:00Z",
+                0,
+                true,
+            ),
         ]),
     );
     (mock, state)
@@ -247,16 +270,23 @@ fn ztunnel_dump(state: &Ambient) -> String {
 fn ambient_backend(
     mock: &Mock,
     state: &Arc<Mutex<Ambient>>,
-) -> (Kind<ExecBy<impl Fn(&[&str]) -> anyhow::Result<String> + Send + Sync + 'static>>, Arc<Mutex<Vec<String>>>) {
+) -> (
+    Kind<ExecBy<impl Fn(&[&str]) -> anyhow::Result<String> + Send + Sync + 'static>>,
+    Arc<Mutex<Vec<String>>>,
+) {
     let forwards: Arc<Mutex<Vec<String>>> = Arc::default();
     let for_exec = Arc::clone(state);
     let mut kind = backend_with_exec(mock, move |_command| Ok(dumps(&for_exec.lock().unwrap())));
     let for_forward = Arc::clone(state);
     let seen = Arc::clone(&forwards);
-    kind.ops.forward = Some(Arc::new(move |ns: &str, pod: &str, port: u16, path: &str| {
-        seen.lock().unwrap().push(format!("{ns}/{pod}:{port}/{path}"));
-        Ok(ztunnel_dump(&for_forward.lock().unwrap()))
-    }));
+    kind.ops.forward = Some(Arc::new(
+        move |ns: &str, pod: &str, port: u16, path: &str| {
+            seen.lock()
+                .unwrap()
+                .push(format!("{ns}/{pod}:{port}/{path}"));
+            Ok(ztunnel_dump(&for_forward.lock().unwrap()))
+        },
+    ));
     kind.deadlines.routes = Duration::from_secs(5);
     kind.deadlines.status = Duration::from_secs(5);
     kind.deadlines.waypoint = Duration::from_secs(5);
@@ -287,12 +317,20 @@ async fn an_ambient_demo_enrolls_the_namespace_programs_the_waypoint_attaches_it
     // Every phase measured, and nothing Istio said disagreed with what the phase asks.
     assert_eq!(report.phases.len(), 5);
     for phase in &report.phases {
-        assert!(phase.warnings.is_empty(), "{}: {:?}", phase.name, phase.warnings);
+        assert!(
+            phase.warnings.is_empty(),
+            "{}: {:?}",
+            phase.name,
+            phase.warnings
+        );
         assert!(phase.rpcs > 0, "{}", phase.name);
     }
     // The namespace is enrolled; the servers carry no label of their own.
     let ns = &patches(&mock, &format!("/api/v1/namespaces/{NS}"))[0];
-    assert_eq!(ns["metadata"]["labels"][ambient::DATAPLANE_MODE_LABEL], "ambient");
+    assert_eq!(
+        ns["metadata"]["labels"][ambient::DATAPLANE_MODE_LABEL],
+        "ambient"
+    );
     // The waypoint as istioctl writes it.
     let gateway = &patches(&mock, &format!("{GATEWAYS}/waypoint"))[0];
     assert_eq!(gateway["spec"]["gatewayClassName"], "istio-waypoint");
@@ -350,13 +388,16 @@ async fn an_ambient_demo_enrolls_the_namespace_programs_the_waypoint_attaches_it
     let forwards = forwards.lock().unwrap().clone();
     assert_eq!(forwards.len(), 4, "{forwards:?}");
     assert!(
-        forwards.iter().all(|f| f == "istio-system/ztunnel-mine:15000/config_dump"),
+        forwards
+            .iter()
+            .all(|f| f == "istio-system/ztunnel-mine:15000/config_dump"),
         "{forwards:?}"
     );
 }
 
 #[tokio::test]
-async fn a_waypoint_istio_never_programs_fails_the_setup_naming_it_with_istio_s_words_within_the_deadline() {
+async fn a_waypoint_istio_never_programs_fails_the_setup_naming_it_with_istio_s_words_within_the_deadline()
+ {
     let (mock, state) = ambient_cluster(false).await;
     let (mut kind, _) = ambient_backend(&mock, &state);
     kind.deadlines.waypoint = Duration::from_millis(300);
@@ -372,9 +413,16 @@ async fn a_waypoint_istio_never_programs_fails_the_setup_naming_it_with_istio_s_
         "{message}"
     );
     assert_eq!(message.lines().count(), 1, "{message}");
-    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
     assert!(
-        !mock.calls().iter().any(|c| c.path.contains("client-ambient")),
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        !mock
+            .calls()
+            .iter()
+            .any(|c| c.path.contains("client-ambient")),
         "no client starts"
     );
 }
@@ -392,7 +440,11 @@ async fn a_waypoint_that_lacks_the_weights_and_a_ztunnel_that_pins_are_warnings_
         .await
         .unwrap();
 
-    assert!(report.phases[0].warnings.is_empty(), "{:?}", report.phases[0].warnings);
+    assert!(
+        report.phases[0].warnings.is_empty(),
+        "{:?}",
+        report.phases[0].warnings
+    );
     let warnings = &report.phases[1].warnings;
     assert!(
         warnings.iter().any(|w| w.starts_with(&format!(
@@ -414,29 +466,39 @@ async fn an_ambient_demo_without_ztunnel_is_refused_in_one_line_before_anything_
     mock.on(
         "GET",
         "/apis/apps/v1/namespaces/istio-system/deployments/istiod",
-        Reply::Json(200, json!({ "apiVersion": "apps/v1", "kind": "Deployment",
+        Reply::Json(
+            200,
+            json!({ "apiVersion": "apps/v1", "kind": "Deployment",
             "metadata": { "name": "istiod", "namespace": "istio-system" },
             "spec": { "selector": {}, "template": { "spec": { "containers": [
-                { "name": "discovery", "image": "docker.io/istio/pilot:1.30.5" }] } } } })),
+                { "name": "discovery", "image": "docker.io/istio/pilot:1.30.5" }] } } } }),
+        ),
     );
     let ops = Live::new(mock.cluster(), Nodes::default().runner());
 
-    let err = walk::check_istio(&ops, &ambient_scenario()).await.unwrap_err();
+    let err = walk::check_istio(&ops, &ambient_scenario())
+        .await
+        .unwrap_err();
 
     assert_eq!(
         format!("{err:#}"),
         "istio's ambient mode is not installed in kube context kind-mock (no daemonset istio-system/ztunnel): run `cargo xtask up-istio --ambient` first"
     );
     assert!(
-        mock.calls().iter().any(|c| c.line() == format!("GET {ZTUNNEL_DS}")),
+        mock.calls()
+            .iter()
+            .any(|c| c.line() == format!("GET {ZTUNNEL_DS}")),
         "the daemonset was asked for"
     );
     // The same check passes once ztunnel is there.
     mock.on(
         "GET",
         ZTUNNEL_DS,
-        Reply::Json(200, json!({ "apiVersion": "apps/v1", "kind": "DaemonSet",
-            "metadata": { "name": "ztunnel", "namespace": "istio-system" } })),
+        Reply::Json(
+            200,
+            json!({ "apiVersion": "apps/v1", "kind": "DaemonSet",
+            "metadata": { "name": "ztunnel", "namespace": "istio-system" } }),
+        ),
     );
     walk::check_istio(&ops, &ambient_scenario()).await.unwrap();
 }
