@@ -198,7 +198,7 @@ fn a_waypoint_holds_the_split_in_its_inline_route_configuration_with_outbound_or
         ("outbound|50051||server-v2.gml-x.svc.cluster.local", 50),
     ]);
     assert_eq!(
-        check_waypoint(&half, host, 50051, &[expected.clone()]),
+        check_waypoint(&half, host, 50051, std::slice::from_ref(&expected)),
         Err("the waypoint's routes for server.gml-x.svc.cluster.local lack server-v1=9 server-v2=1 (it has server-v1=1 server-v2=1)".into())
     );
     assert_eq!(

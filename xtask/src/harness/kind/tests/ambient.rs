@@ -266,17 +266,20 @@ fn ztunnel_dump(state: &Ambient) -> String {
     .to_string()
 }
 
+/// Port forwards the backend made, as `namespace/pod:port/path`.
+type Forwards = Arc<Mutex<Vec<String>>>;
+/// The exec of the ambient backend: the dumps of the mock's state.
+type AmbientExec = Box<dyn Fn(&[&str]) -> anyhow::Result<String> + Send + Sync>;
+
 /// The backend on the ambient mock, its exec and port forwards answered from the mock's state.
 fn ambient_backend(
     mock: &Mock,
     state: &Arc<Mutex<Ambient>>,
-) -> (
-    Kind<ExecBy<impl Fn(&[&str]) -> anyhow::Result<String> + Send + Sync + 'static>>,
-    Arc<Mutex<Vec<String>>>,
-) {
-    let forwards: Arc<Mutex<Vec<String>>> = Arc::default();
+) -> (Kind<ExecBy<AmbientExec>>, Forwards) {
+    let forwards: Forwards = Arc::default();
     let for_exec = Arc::clone(state);
-    let mut kind = backend_with_exec(mock, move |_command| Ok(dumps(&for_exec.lock().unwrap())));
+    let exec: AmbientExec = Box::new(move |_command| Ok(dumps(&for_exec.lock().unwrap())));
+    let mut kind = backend_with_exec(mock, exec);
     let for_forward = Arc::clone(state);
     let seen = Arc::clone(&forwards);
     kind.ops.forward = Some(Arc::new(
