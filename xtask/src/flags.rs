@@ -77,6 +77,11 @@ pub struct UpIstio {
     /// The Istio release to install
     #[arg(long, default_value = crate::cluster::versions::ISTIO_VERSION)]
     pub istio_version: String,
+    /// Install Istio's ambient mode (istiod, istio-cni, ztunnel: mesh/istio/istio-ambient.yaml) instead
+    /// of sidecars only; sidecars stay available to pods that opt in. Installing one after the other
+    /// switches the cluster between the two
+    #[arg(long)]
+    pub ambient: bool,
 }
 
 #[derive(Debug, Args)]

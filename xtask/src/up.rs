@@ -23,6 +23,8 @@ pub struct Options {
     pub node_image: Option<String>,
     /// `Some(version)` for up-istio.
     pub istio: Option<String>,
+    /// up-istio `--ambient`: the ambient profile (istio-cni and ztunnel too).
+    pub ambient: bool,
     pub dry_run: bool,
     /// An existing cluster's context to install into, instead of the harness's kind cluster.
     pub context: Option<String>,
@@ -34,6 +36,7 @@ impl Options {
             cluster: up.cluster.clone(),
             node_image: up.node_image.clone(),
             istio,
+            ambient: false,
             dry_run: up.dry_run,
             context: up.context.clone(),
         }
@@ -92,6 +95,14 @@ impl Crds {
         }
     }
 }
+
+/// Istio's install configuration: sidecars only, or ambient mode.
+pub const ISTIO_SIDECAR_CONFIG: &str = "mesh/istio/istio.yaml";
+pub const ISTIO_AMBIENT_CONFIG: &str = "mesh/istio/istio-ambient.yaml";
+
+/// The DaemonSets of ambient mode in `istio-system`, each waited for after the install: istio-cni's
+/// node agent (`manifests/charts/istio-cni`, `istio-cni-node`) and ztunnel (`manifests/charts/ztunnel`).
+pub const AMBIENT_DAEMONSETS: [&str; 2] = ["istio-cni-node", "ztunnel"];
 
 /// `up` (and `up-istio` when `options.istio` is set), one step at a time through `runner`.
 pub async fn walk<R: Runner>(runner: &mut R, options: &Options, crds: Crds) -> anyhow::Result<()> {
@@ -174,6 +185,18 @@ pub async fn walk<R: Runner>(runner: &mut R, options: &Options, crds: Crds) -> a
         }
     }
     if let Some(version) = &options.istio {
+        let config = if options.ambient {
+            ISTIO_AMBIENT_CONFIG
+        } else {
+            ISTIO_SIDECAR_CONFIG
+        };
+        runner
+            .act(Step::Note(if options.ambient {
+                format!("ambient mode ({config}): istiod, istio-cni and ztunnel, sidecars still injected where a pod asks; replaces a sidecar-only install of the same IstioOperator name (istioctl install prunes what the new file leaves out)")
+            } else {
+                format!("sidecars only ({config}): istiod; replaces an ambient install of the same IstioOperator name, istio-cni and ztunnel removed (istioctl install prunes what the new file leaves out)")
+            }))
+            .await?;
         runner
             .act(Step::run(
                 "istioctl",
@@ -181,7 +204,7 @@ pub async fn walk<R: Runner>(runner: &mut R, options: &Options, crds: Crds) -> a
                     "install",
                     "-y",
                     "-f",
-                    "mesh/istio/istio.yaml",
+                    config,
                     "--set",
                     &format!("tag={version}"),
                     "--context",
@@ -195,6 +218,16 @@ pub async fn walk<R: Runner>(runner: &mut R, options: &Options, crds: Crds) -> a
                 name: "istiod".into(),
             })
             .await?;
+        if options.ambient {
+            for name in AMBIENT_DAEMONSETS {
+                runner
+                    .act(Step::WaitDaemonSet {
+                        namespace: "istio-system".into(),
+                        name: name.into(),
+                    })
+                    .await?;
+            }
+        }
     }
     Ok(())
 }
@@ -206,7 +239,10 @@ pub fn run(flags: &crate::flags::Up) -> anyhow::Result<()> {
 
 /// `cargo xtask up-istio`: `up`, then Istio.
 pub fn run_istio(flags: &crate::flags::UpIstio) -> anyhow::Result<()> {
-    execute(&Options::from(&flags.up, Some(flags.istio_version.clone())))
+    execute(&Options {
+        ambient: flags.ambient,
+        ..Options::from(&flags.up, Some(flags.istio_version.clone()))
+    })
 }
 
 /// The walk through the recorder (`--dry-run`, printed) or the real runner.
@@ -246,6 +282,7 @@ mod tests {
             cluster: "grpc-mesh-lab".into(),
             node_image: None,
             istio: istio.map(str::to_owned),
+            ambient: false,
             dry_run: true,
             context: context.map(str::to_owned),
         }

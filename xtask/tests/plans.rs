@@ -79,6 +79,38 @@ fn the_up_istio_plan_creates_the_cluster_loads_images_installs_crds_then_istio()
 }
 
 #[test]
+fn the_up_istio_ambient_plan_installs_the_ambient_file_then_waits_for_istiod_istio_cni_and_ztunnel()
+{
+    let plan = dry_run(&["up-istio", "--ambient", "--dry-run"]);
+    assert!(
+        plan.contains(
+            "run: istioctl install -y -f mesh/istio/istio-ambient.yaml --set tag=1.30.5 --context kind-grpc-mesh-lab"
+        ),
+        "{plan}"
+    );
+    let install = steps_with(&plan, "run: istioctl install")[0];
+    let istiod = steps_with(&plan, "wait: deployment istio-system/istiod rolled out")[0];
+    let cni = steps_with(
+        &plan,
+        "wait: daemonset istio-system/istio-cni-node rolled out",
+    )[0];
+    let ztunnel = steps_with(&plan, "wait: daemonset istio-system/ztunnel rolled out")[0];
+    assert!(install < istiod && istiod < cni && cni < ztunnel, "{plan}");
+    assert!(
+        plan.contains("run: kind create cluster --name grpc-mesh-lab --config kind-config.yaml"),
+        "the same kind cluster: {plan}"
+    );
+    let sidecar = dry_run(&["up-istio", "--dry-run"]);
+    assert!(!sidecar.contains("daemonset"), "{sidecar}");
+    assert!(sidecar.contains("-f mesh/istio/istio.yaml"), "{sidecar}");
+    assert!(
+        sidecar.contains("istio-cni and ztunnel removed"),
+        "{sidecar}"
+    );
+    golden("up-istio-ambient", &plan);
+}
+
+#[test]
 fn the_up_plan_has_no_istio() {
     let plan = dry_run(&["up", "--dry-run"]);
     assert!(!plan.contains("istioctl"), "{plan}");

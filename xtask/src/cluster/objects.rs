@@ -20,6 +20,11 @@
 //!   `server-<version>-pods`; the client targets `ipv4:127.0.0.1:15001`. A change of weights is
 //!   a new ConfigMap and a new pod-template hash ([`static_sidecar`]): the client restarts, as
 //!   the seed restarted its pods.
+//! - `Ztunnel`, `Waypoint` (Istio's ambient mode, `objects/ambient.rs`): the namespace is enrolled
+//!   with `istio.io/dataplane-mode: ambient`, the waypoint is a `Gateway` of class `istio-waypoint`
+//!   deployed with the base objects, and the Service `server` carries `istio.io/use-waypoint` only
+//!   in the phases that use it. The client (`client-ambient`) targets `dns:///server:50051` with no
+//!   sidecar; ztunnel captures it.
 
 use std::collections::BTreeMap;
 
@@ -43,6 +48,7 @@ use serde::Serialize;
 
 use crate::harness::scenario::{Client, Exposure, Mesh, Scenario};
 
+pub mod ambient;
 mod clients;
 mod proxies;
 mod routes;
@@ -82,6 +88,8 @@ pub const PROXY_CONFIG: &str = "proxy-envoy";
 pub const CLIENT_ENVOY: &str = "client-envoy";
 pub const CLIENT_MESH_ON: &str = "client-mesh-on";
 pub const CLIENT_MESH_OFF: &str = "client-mesh-off";
+/// The client of the ambient phases (ztunnel, waypoint): no sidecar, captured by ztunnel.
+pub const CLIENT_AMBIENT: &str = "client-ambient";
 /// The ServiceAccounts of the server and client pods.
 const SERVER_ACCOUNT: &str = "server";
 const CLIENT_ACCOUNT: &str = "client";
@@ -138,13 +146,29 @@ pub fn namespace(scenario: &str) -> String {
 /// Everything a scenario needs before its first phase, in apply order: the Namespace, the
 /// ServiceAccounts, a server Deployment per version (`server-v1`, ... with the scenario's initial
 /// replicas), the Services, the route objects (from `gateway/<file>`, in the demo namespace),
-/// and the Envoys' ConfigMaps and Deployment when a phase has proxies or a static sidecar.
+/// and the Envoys' ConfigMaps and Deployment when a phase has proxies or a static sidecar. In
+/// ambient mode the namespace is enrolled, the waypoint comes last, and the Service `server` is
+/// attached to it when the first phase uses it.
 pub fn base(scenario: &Scenario, images: &Images) -> anyhow::Result<Vec<DynamicObject>> {
+    let attached = scenario.phases.first().map(|p| p.mesh) == Some(Mesh::Waypoint);
+    base_with(scenario, images, attached)
+}
+
+fn base_with(
+    scenario: &Scenario,
+    images: &Images,
+    waypoint_attached: bool,
+) -> anyhow::Result<Vec<DynamicObject>> {
     let ns = namespace(scenario.name);
+    let enrolled: &[(&str, &str)] = if ambient::is_ambient(scenario) {
+        &[(ambient::DATAPLANE_MODE_LABEL, ambient::AMBIENT)]
+    } else {
+        &[]
+    };
     let mut objects = vec![to_dynamic(&Namespace {
         metadata: ObjectMeta {
             name: Some(ns.clone()),
-            labels: Some(labels(&[])),
+            labels: Some(labels(enrolled)),
             ..ObjectMeta::default()
         },
         ..Namespace::default()
@@ -164,7 +188,11 @@ pub fn base(scenario: &Scenario, images: &Images) -> anyhow::Result<Vec<DynamicO
             scenario, version, *replicas, images,
         )));
     }
-    objects.extend(servers::services(scenario).iter().map(to_dynamic));
+    let mut services = servers::services(scenario);
+    if waypoint_attached {
+        attach_waypoint(&mut services[0]);
+    }
+    objects.extend(services.iter().map(to_dynamic));
     objects.extend(routes(scenario, None)?);
     if let Some(replicas) = initial_proxies(scenario) {
         let (config, deployment) = proxies::proxies(&ns, replicas, images);
@@ -174,6 +202,9 @@ pub fn base(scenario: &Scenario, images: &Images) -> anyhow::Result<Vec<DynamicO
     if has_static_sidecar(scenario) {
         let (config, _) = proxies::client_envoy_config(scenario, None)?;
         objects.push(to_dynamic(&config));
+    }
+    if ambient::has_waypoint(scenario) {
+        objects.push(ambient::waypoint(scenario));
     }
     Ok(objects)
 }
@@ -204,9 +235,10 @@ pub fn static_sidecar(
 }
 
 /// What `cargo xtask manifests` prints for a scenario: [`base`], then the client of each phase
-/// (the first of each name: a later phase's workload replaces it when the demo runs).
+/// (the first of each name: a later phase's workload replaces it when the demo runs). A scenario
+/// with a waypoint shows the Service `server` attached to it, as its waypoint phases have it.
 pub fn manifests(scenario: &Scenario, images: &Images) -> anyhow::Result<Vec<DynamicObject>> {
-    let mut objects = base(scenario, images)?;
+    let mut objects = base_with(scenario, images, ambient::has_waypoint(scenario))?;
     let mut names = Vec::new();
     for phase in &scenario.phases {
         let name = client_name(phase.mesh);
@@ -235,9 +267,12 @@ pub fn to_yaml(objects: &[DynamicObject]) -> anyhow::Result<String> {
     Ok(docs.join("---\n"))
 }
 
-/// The client Deployment of an arrangement: `client-mesh-on` or `client-mesh-off`.
+/// The client Deployment of an arrangement: `client-mesh-on`, `client-mesh-off`, or
+/// `client-ambient` for ztunnel with or without the waypoint.
 pub fn client_name(mesh: Mesh) -> &'static str {
-    if mesh.is_on() {
+    if mesh.is_ambient() {
+        CLIENT_AMBIENT
+    } else if mesh.is_on() {
         CLIENT_MESH_ON
     } else {
         CLIENT_MESH_OFF
@@ -249,15 +284,40 @@ pub fn client_name(mesh: Mesh) -> &'static str {
 /// not change once set (`ValidateServiceUpdate`), and an update without it keeps the old one
 /// (`patchAllocatedValues`). So the old Service is deleted first, and this one created.
 pub fn server_service(scenario: &Scenario, exposure: Exposure) -> anyhow::Result<DynamicObject> {
+    server_service_attached(scenario, exposure, false)
+}
+
+/// The Service `server` with this exposure, attached to the scenario's waypoint
+/// (`istio.io/use-waypoint: waypoint`) or not. A server-side apply of the one without the label
+/// removes it (the field manager's own label, left out, is pruned).
+pub fn server_service_attached(
+    scenario: &Scenario,
+    exposure: Exposure,
+    waypoint: bool,
+) -> anyhow::Result<DynamicObject> {
     if initial_proxies(scenario).is_some() {
         bail!(
             "scenario {}: the service server points at the proxies; it has no other exposure",
             scenario.name
         );
     }
-    Ok(to_dynamic(&servers::server_service_typed(
-        scenario, exposure,
-    )))
+    let mut service = servers::server_service_typed(scenario, exposure);
+    if waypoint {
+        attach_waypoint(&mut service);
+    }
+    Ok(to_dynamic(&service))
+}
+
+/// Labels a Service with the waypoint it uses.
+fn attach_waypoint(service: &mut k8s_openapi::api::core::v1::Service) {
+    service
+        .metadata
+        .labels
+        .get_or_insert_with(BTreeMap::new)
+        .insert(
+            ambient::USE_WAYPOINT_LABEL.to_owned(),
+            ambient::WAYPOINT.to_owned(),
+        );
 }
 
 /// The scenario's Services as the mesh model names them (no endpoints): what the route objects'

@@ -50,6 +50,8 @@ pub enum Step {
     WaitCrds(Vec<String>),
     /// Wait until a Deployment has rolled out.
     WaitRollout { namespace: String, name: String },
+    /// Wait until a DaemonSet runs an updated, ready pod on every node it wants.
+    WaitDaemonSet { namespace: String, name: String },
     /// Something the user should know (printed, never executed).
     Note(String),
 }
@@ -160,6 +162,10 @@ impl fmt::Display for Step {
             Step::WaitRollout { namespace, name } => {
                 write!(f, "wait: deployment {namespace}/{name} rolled out")
             }
+            Step::WaitDaemonSet { namespace, name } => write!(
+                f,
+                "wait: daemonset {namespace}/{name} rolled out (an updated, ready pod on every node)"
+            ),
             Step::Note(text) => write!(f, "note: {text}"),
         }
     }
@@ -338,6 +344,12 @@ impl Runner for Real {
                 self.kube()
                     .await?
                     .wait_rollout(&namespace, &name, ROLLOUT)
+                    .await?;
+            }
+            Step::WaitDaemonSet { namespace, name } => {
+                self.kube()
+                    .await?
+                    .wait_daemonset(&namespace, &name, ROLLOUT)
                     .await?;
             }
         }

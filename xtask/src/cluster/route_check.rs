@@ -61,6 +61,11 @@ pub fn found(dump: &Value, host: &str) -> Option<Vec<Split>> {
         .filter(serves)
         .peekable();
     hosts.peek()?;
+    Some(splits_of(hosts))
+}
+
+/// The splits of the routes of these virtual hosts, without repeats.
+fn splits_of<'a>(hosts: impl Iterator<Item = &'a Value>) -> Vec<Split> {
     let mut out = Vec::new();
     for vh in hosts {
         for route in vh["routes"].as_array().into_iter().flatten() {
@@ -85,7 +90,67 @@ pub fn found(dump: &Value, host: &str) -> Option<Vec<Split>> {
             }
         }
     }
-    Some(out)
+    out
+}
+
+/// The route configuration a waypoint serves a Service's HTTP port with:
+/// `inbound-vip|50051|http|server.gml-x.svc.cluster.local` (istio `release-1.30`,
+/// `pilot/pkg/networking/core/listener_waypoint.go`, `buildWaypointInboundHTTPRouteConfig`: named after
+/// the port's inbound-VIP cluster, one virtual host `inbound|http|<port>` for every domain).
+pub fn waypoint_route_config(fqdn: &str, port: u16) -> String {
+    format!("inbound-vip|{port}|http|{fqdn}")
+}
+
+/// The splits a waypoint's Envoy holds for a Service, from its config dump: its inbound HTTP routes are
+/// inline in its listeners, not in RDS, so the route configuration named [`waypoint_route_config`] is
+/// looked for anywhere in the dump. `None` when the waypoint has none for the Service.
+pub fn found_waypoint(dump: &Value, fqdn: &str, port: u16) -> Option<Vec<Split>> {
+    let name = waypoint_route_config(fqdn, port);
+    let mut configs = Vec::new();
+    named_route_configs(dump, &name, &mut configs);
+    let first = configs.first()?;
+    Some(splits_of(
+        first["virtual_hosts"].as_array().into_iter().flatten(),
+    ))
+}
+
+/// Every object of `value` named `name` that has virtual hosts (a route configuration), depth first.
+fn named_route_configs<'a>(value: &'a Value, name: &str, out: &mut Vec<&'a Value>) {
+    match value {
+        Value::Object(map) => {
+            if map.get("name").and_then(Value::as_str) == Some(name)
+                && map.get("virtual_hosts").is_some_and(Value::is_array)
+            {
+                out.push(value);
+            }
+            for v in map.values() {
+                named_route_configs(v, name, out);
+            }
+        }
+        Value::Array(items) => {
+            for v in items {
+                named_route_configs(v, name, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Checks that a waypoint's dump holds every expected split for the Service `fqdn`; the error says what is
+/// missing, in one line.
+pub fn check_waypoint(
+    dump: &Value,
+    fqdn: &str,
+    port: u16,
+    expected: &[Split],
+) -> Result<(), String> {
+    let Some(found) = found_waypoint(dump, fqdn, port) else {
+        return Err(format!(
+            "the waypoint has no route configuration {}",
+            waypoint_route_config(fqdn, port)
+        ));
+    };
+    compare("the waypoint", fqdn, expected, &found)
 }
 
 /// Checks that the dump holds every expected split for `host`; the error says what is missing, in one line.
@@ -93,6 +158,11 @@ pub fn check(dump: &Value, host: &str, expected: &[Split]) -> Result<(), String>
     let Some(found) = found(dump, host) else {
         return Err(format!("the sidecar has no route for {host}"));
     };
+    compare("the sidecar", host, expected, &found)
+}
+
+/// What of `expected` is not in `found`, in one line naming the proxy (`the sidecar`, `the waypoint`).
+fn compare(proxy: &str, host: &str, expected: &[Split], found: &[Split]) -> Result<(), String> {
     let missing: Vec<String> = expected
         .iter()
         .filter(|split| !found.contains(split))
@@ -102,7 +172,7 @@ pub fn check(dump: &Value, host: &str, expected: &[Split]) -> Result<(), String>
         Ok(())
     } else {
         Err(format!(
-            "the sidecar's routes for {host} lack {} (it has {})",
+            "{proxy}'s routes for {host} lack {} (it has {})",
             missing.join(", "),
             if found.is_empty() {
                 "none".to_owned()
@@ -141,12 +211,15 @@ pub fn route_configs(dump: &Value) -> impl Iterator<Item = &Value> {
         .map(|entry| &entry["route_config"])
 }
 
-/// The Service a cluster sends to: `outbound|50051||server-v1.gml-x.svc.cluster.local` → `server-v1`;
-/// any other name is taken as it is.
+/// The Service a cluster sends to: `outbound|50051||server-v1.gml-x.svc.cluster.local` (a sidecar's, or a
+/// waypoint's for a Service it does not serve) or `inbound-vip|50051|http|server-v1.gml-x.svc.cluster.local`
+/// (a waypoint's for a Service attached to it) → `server-v1`; any other name is taken as it is.
 fn service_of(cluster: &str) -> String {
     let mut parts = cluster.split('|');
     match (parts.next(), parts.nth(2)) {
-        (Some("outbound"), Some(host)) => host.split('.').next().unwrap_or(host).to_owned(),
+        (Some("outbound" | "inbound-vip"), Some(host)) => {
+            host.split('.').next().unwrap_or(host).to_owned()
+        }
         _ => cluster.to_owned(),
     }
 }

@@ -78,4 +78,45 @@ mod tests {
             Some("true")
         );
     }
+
+    fn istio_config(file: &str) -> serde_yaml::Value {
+        let text = std::fs::read_to_string(crate::project::root().join(file)).unwrap();
+        serde_yaml::from_str(&text).unwrap()
+    }
+
+    #[test]
+    fn the_ambient_install_is_the_ambient_profile_with_the_sidecar_injector_as_in_the_sidecar_install()
+     {
+        // docs/cluster-assumptions.md, rows 88 to 91: the ambient profile (istiod with ambient, istio-cni,
+        // ztunnel), sidecars still only where a pod asks, Gateway API on, and the same IstioOperator
+        // name, so that one install replaces the other.
+        let ambient = istio_config(crate::up::ISTIO_AMBIENT_CONFIG);
+        let sidecar = istio_config(crate::up::ISTIO_SIDECAR_CONFIG);
+        assert_eq!(ambient["kind"].as_str(), Some("IstioOperator"));
+        assert_eq!(ambient["spec"]["profile"].as_str(), Some("ambient"));
+        assert_eq!(ambient["metadata"], sidecar["metadata"]);
+        assert_eq!(
+            ambient["spec"]["values"]["sidecarInjectorWebhook"],
+            sidecar["spec"]["values"]["sidecarInjectorWebhook"]
+        );
+        assert_eq!(
+            ambient["spec"]["values"]["pilot"]["env"]["PILOT_ENABLE_GATEWAY_API"].as_str(),
+            Some("true")
+        );
+    }
+
+    #[test]
+    fn the_ambient_install_leaves_istio_cni_on_its_default_paths_which_are_kind_s() {
+        // docs/cluster-assumptions.md, row 92: istio-cni's defaults /opt/cni/bin and /etc/cni/net.d are
+        // where a kind node's containerd and kindnet keep the CNI binaries and configuration; no
+        // platform profile, no component override.
+        let ambient = istio_config(crate::up::ISTIO_AMBIENT_CONFIG);
+        let spec = &ambient["spec"];
+        assert!(spec["values"].get("cni").is_none(), "{spec:?}");
+        assert!(
+            spec["values"]["global"].get("platform").is_none(),
+            "{spec:?}"
+        );
+        assert!(spec.get("components").is_none(), "{spec:?}");
+    }
 }

@@ -13,6 +13,10 @@
 //! Every request goes through [`ops::Ops`]: [`ops::Live`] acts, [`recorder::Recorder`] writes the
 //! steps down for `--dry-run`, so a dry run prints this very walk.
 //!
+//! In Istio's ambient mode the namespace is enrolled, the waypoint is made ready in `setup`, and the
+//! Service `server` is attached to it in the phases that use it (`ambient.rs`, which also checks, before an
+//! ambient phase is measured, the route's status, the waypoint's dump and ztunnel's view).
+//!
 //! By concept: `verify.rs` (a route's status, then the sidecar's configuration dump), `kill.rs` (a
 //! SIGKILL on the node, or a delete elsewhere, and the wait for the pod), `client_log.rs` (the client's
 //! summaries from its pod's logs), `mesh_config.rs` (Istio's mesh configuration for a retry policy),
@@ -31,6 +35,7 @@ use crate::{
     output::progress,
 };
 
+mod ambient;
 mod client_log;
 mod kill;
 pub mod mesh_config;
@@ -58,6 +63,8 @@ pub struct Deadlines {
     pub retry: Duration,
     /// Until the scenario's namespace (or a re-created Service) is gone.
     pub teardown: Duration,
+    /// Until istiod has programmed the waypoint `Gateway` (then its Deployment has `rollout`).
+    pub waypoint: Duration,
 }
 
 impl Default for Deadlines {
@@ -68,6 +75,7 @@ impl Default for Deadlines {
             status: Duration::from_secs(30),
             retry: Duration::from_secs(2),
             teardown: Duration::from_secs(180),
+            waypoint: Duration::from_secs(120),
         }
     }
 }
@@ -85,6 +93,8 @@ pub struct Kind<O: Ops> {
     exposure: Exposure,
     /// The mesh's default retry policy now.
     retries: Retries,
+    /// The Service `server` carries `istio.io/use-waypoint` now.
+    waypoint_attached: bool,
     /// Istio's mesh configuration was changed (or put back) by this run: the sidecar's retry policy
     /// is checked with its routes.
     mesh_config_changed: bool,
@@ -115,6 +125,7 @@ impl<O: Ops> Kind<O> {
             mesh: Mesh::Off,
             exposure: Exposure::ClusterIp,
             retries: Retries::IstioDefault,
+            waypoint_attached: false,
             mesh_config_changed: false,
             weights: None,
             client: None,
@@ -271,12 +282,26 @@ impl<O: Ops> Backend for Kind<O> {
         {
             self.rollout(objects::PROXY).await?;
         }
+        self.waypoint_attached = scenario.phases.first().map(|p| p.mesh) == Some(Mesh::Waypoint);
+        if objects::ambient::has_waypoint(scenario) {
+            self.await_waypoint().await?;
+        }
         self.refresh_servers().await
     }
 
     async fn set_mesh(&mut self, mesh: Mesh) -> anyhow::Result<()> {
         // Each arrangement is its own client Deployment (and the proxies are in the base objects).
         self.mesh = mesh;
+        // The waypoint is used only where a phase says so; a sidecar never sends to a Service's waypoint
+        // (docs/cluster-assumptions.md, row 100), so a sidecar phase leaves the label as it is.
+        let attach = match mesh {
+            Mesh::Waypoint => true,
+            Mesh::Ztunnel => false,
+            _ => self.waypoint_attached,
+        };
+        if attach != self.waypoint_attached {
+            self.attach_waypoint(attach).await?;
+        }
         Ok(())
     }
 
@@ -285,7 +310,8 @@ impl<O: Ops> Backend for Kind<O> {
             return Ok(());
         }
         let scenario = self.scenario().clone();
-        let service = objects::server_service(&scenario, exposure)?;
+        let service =
+            objects::server_service_attached(&scenario, exposure, self.waypoint_attached)?;
         progress(&format!(
             "  re-creating service {}/{} as {}",
             self.namespace,
@@ -308,7 +334,7 @@ impl<O: Ops> Backend for Kind<O> {
             .await?;
         self.exposure = exposure;
         if self.client.is_some() {
-            self.verify_sidecar().await?;
+            self.verify().await?;
             self.count_from_now();
         }
         Ok(())
@@ -391,7 +417,7 @@ impl<O: Ops> Backend for Kind<O> {
                             .apply("the route with new weights", &routes)
                             .await?;
                         if running.is_some() {
-                            self.verify_sidecar().await?;
+                            self.verify().await?;
                             self.count_from_now();
                         }
                     }
@@ -427,7 +453,7 @@ impl<O: Ops> Backend for Kind<O> {
         let (current, receiver) = watch::channel(None);
         self.current_pod = Some(current);
         self.follow_new_client_pod(name).await?;
-        self.verify_sidecar().await?;
+        self.verify().await?;
         self.count_from_now();
         let (tx, rx) = mpsc::unbounded_channel();
         let task = tokio::spawn(follow_client(

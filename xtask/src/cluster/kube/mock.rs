@@ -207,6 +207,7 @@ pub const CORE_V1: GroupVersion = GroupVersion {
 pub const APPS_V1: GroupVersion = GroupVersion {
     group_version: "apps/v1",
     resources: &[
+        ("daemonsets", "DaemonSet", true),
         ("deployments", "Deployment", true),
         ("deployments/scale", "Scale", true),
         ("deployments/status", "Deployment", true),

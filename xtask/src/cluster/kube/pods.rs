@@ -1,5 +1,5 @@
-//! Pods: listing the live ones, following a container's log, a GET through the pod proxy, exec,
-//! and deleting a pod.
+//! Pods: listing the live ones, following a container's log, a GET through the pod proxy or a port
+//! forward, exec, and deleting a pod.
 
 use std::{fmt::Write as _, time::Duration};
 
@@ -91,6 +91,73 @@ impl Cluster {
             .await
             .map_err(api_error)
             .with_context(|| format!("get {path} from {namespace}/{pod} port {port}"))
+    }
+
+    /// A plain-text GET of `path` on a pod's `port` through a port forward (what `kubectl port-forward`
+    /// and `istioctl ztunnel-config` do): the connection is made inside the pod's network namespace, so
+    /// a listener on the pod's localhost answers, which the pod proxy cannot reach (ztunnel's admin,
+    /// `127.0.0.1:15000`). One HTTP/1.1 request; a status other than 200 is an error.
+    pub async fn port_forward_get(
+        &self,
+        namespace: &str,
+        pod: &str,
+        port: u16,
+        path: &str,
+    ) -> anyhow::Result<String> {
+        let what = format!(
+            "get /{} from {namespace}/{pod} port {port} (port forward)",
+            path.trim_start_matches('/')
+        );
+        tokio::time::timeout(
+            EXEC_DEADLINE,
+            self.port_forward_get_inner(namespace, pod, port, path),
+        )
+        .await
+        .map_err(|_elapsed| anyhow!("{what}: no answer after {}", seconds(EXEC_DEADLINE)))?
+        .with_context(|| what)
+    }
+
+    async fn port_forward_get_inner(
+        &self,
+        namespace: &str,
+        pod: &str,
+        port: u16,
+        path: &str,
+    ) -> anyhow::Result<String> {
+        use http_body_util::BodyExt as _;
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        let mut forwarder = api.portforward(pod, &[port]).await.map_err(api_error)?;
+        let stream = forwarder
+            .take_stream(port)
+            .context("no stream for the port")?;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .context("http handshake")?;
+        let driver = tokio::spawn(connection);
+        let request = http::Request::get(format!("/{}", path.trim_start_matches('/')))
+            .header(http::header::HOST, "localhost")
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .context("build the request")?;
+        let response = sender
+            .send_request(request)
+            .await
+            .context("send the request")?;
+        let status = response.status();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .context("read the answer")?
+            .to_bytes();
+        drop(sender);
+        driver.abort();
+        forwarder.abort();
+        let text = String::from_utf8(body.to_vec()).context("the answer is not utf-8")?;
+        if !status.is_success() {
+            bail!("{status}: {}", one_line(&text));
+        }
+        Ok(text)
     }
 
     /// Runs a command in a container (websocket exec) and returns its stdout; fails when the command does.

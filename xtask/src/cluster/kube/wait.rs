@@ -1,4 +1,4 @@
-//! Waits, each inside a deadline: CRDs established, a Deployment rolled out.
+//! Waits, each inside a deadline: CRDs established, a Deployment or a DaemonSet rolled out.
 
 use std::{
     collections::BTreeSet,
@@ -12,7 +12,7 @@ use ::kube::{
 };
 use anyhow::{Context as _, bail};
 use k8s_openapi::{
-    api::apps::v1::Deployment,
+    api::apps::v1::{DaemonSet, Deployment},
     apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
 };
 
@@ -100,6 +100,65 @@ impl Cluster {
             }
         }
     }
+}
+
+impl Cluster {
+    /// Waits until a DaemonSet runs an updated, available pod on every node it wants one on, for its
+    /// current generation (what `kubectl rollout status daemonset` checks).
+    pub async fn wait_daemonset(
+        &self,
+        namespace: &str,
+        name: &str,
+        deadline: Duration,
+    ) -> anyhow::Result<()> {
+        let api: Api<DaemonSet> = Api::namespaced(self.client.clone(), namespace);
+        let last_seen = Arc::new(Mutex::new(None::<DaemonSet>));
+        let condition = {
+            let last_seen = Arc::clone(&last_seen);
+            move |d: Option<&DaemonSet>| {
+                last_seen.lock().unwrap().clone_from(&d.cloned());
+                daemonset_complete(d)
+            }
+        };
+        match tokio::time::timeout(deadline, await_condition(api, name, condition)).await {
+            Ok(result) => {
+                result.with_context(|| format!("wait for daemonset {namespace}/{name}"))?;
+                Ok(())
+            }
+            Err(_elapsed) => {
+                let state = match last_seen
+                    .lock()
+                    .unwrap()
+                    .as_ref()
+                    .and_then(|d| d.status.as_ref())
+                {
+                    Some(s) => format!(
+                        "{}/{} pods ready",
+                        s.number_ready, s.desired_number_scheduled
+                    ),
+                    None => "not found".to_owned(),
+                };
+                bail!(
+                    "daemonset {namespace}/{name} not ready after {}: {state}",
+                    seconds(deadline)
+                )
+            }
+        }
+    }
+}
+
+/// A DaemonSet has rolled out when the controller has seen its generation and every node it wants
+/// runs an updated, available pod.
+fn daemonset_complete(daemonset: Option<&DaemonSet>) -> bool {
+    let Some(d) = daemonset else { return false };
+    let Some(status) = &d.status else {
+        return false;
+    };
+    let wanted = status.desired_number_scheduled;
+    status.observed_generation >= d.metadata.generation
+        && wanted > 0
+        && status.updated_number_scheduled.unwrap_or(0) >= wanted
+        && status.number_available.unwrap_or(0) >= wanted
 }
 
 /// A rollout is complete when `is_deployment_completed` holds for the generation the controller has seen,

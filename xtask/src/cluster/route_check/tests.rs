@@ -151,3 +151,63 @@ fn the_check_reads_a_real_envoy_config_dump() {
         after.unwrap();
     });
 }
+
+/// A waypoint's dump: its inbound HTTP routes for `server` inline in a listener, as Istio 1.30 writes them.
+fn waypoint_dump(clusters: &[(&str, u64)]) -> Value {
+    let clusters: Vec<Value> = clusters
+        .iter()
+        .map(|(name, weight)| serde_json::json!({ "name": name, "weight": weight }))
+        .collect();
+    serde_json::json!({ "configs": [{ "@type": "type.googleapis.com/envoy.admin.v3.ListenersConfigDump",
+        "dynamic_listeners": [{ "name": "main_internal", "active_state": { "listener": { "filter_chains": [
+            { "filters": [{ "name": "envoy.filters.network.http_connection_manager", "typed_config": {
+                "route_config": { "name": "inbound-vip|50051|http|server.gml-x.svc.cluster.local",
+                    "virtual_hosts": [{ "name": "inbound|http|50051", "domains": ["*"], "routes": [
+                        { "route": { "weighted_clusters": { "clusters": clusters } } }] }] } } }] }] } } }] }] })
+}
+
+#[test]
+fn a_waypoint_holds_the_split_in_its_inline_route_configuration_with_outbound_or_inbound_vip_clusters()
+ {
+    let host = "server.gml-x.svc.cluster.local";
+    let expected: Split = [("server-v1".to_owned(), 9), ("server-v2".to_owned(), 1)].into();
+    let outbound = waypoint_dump(&[
+        ("outbound|50051||server-v1.gml-x.svc.cluster.local", 90),
+        ("outbound|50051||server-v2.gml-x.svc.cluster.local", 10),
+    ]);
+    let inbound_vip = waypoint_dump(&[
+        (
+            "inbound-vip|50051|http|server-v1.gml-x.svc.cluster.local",
+            9,
+        ),
+        (
+            "inbound-vip|50051|http|server-v2.gml-x.svc.cluster.local",
+            1,
+        ),
+    ]);
+    assert_eq!(
+        check_waypoint(&outbound, host, 50051, std::slice::from_ref(&expected)),
+        Ok(())
+    );
+    assert_eq!(
+        check_waypoint(&inbound_vip, host, 50051, std::slice::from_ref(&expected)),
+        Ok(())
+    );
+    let half = waypoint_dump(&[
+        ("outbound|50051||server-v1.gml-x.svc.cluster.local", 50),
+        ("outbound|50051||server-v2.gml-x.svc.cluster.local", 50),
+    ]);
+    assert_eq!(
+        check_waypoint(&half, host, 50051, std::slice::from_ref(&expected)),
+        Err("the waypoint's routes for server.gml-x.svc.cluster.local lack server-v1=9 server-v2=1 (it has server-v1=1 server-v2=1)".into())
+    );
+    assert_eq!(
+        check_waypoint(&outbound, "server.gml-y.svc.cluster.local", 50051, &[expected]),
+        Err("the waypoint has no route configuration inbound-vip|50051|http|server.gml-y.svc.cluster.local".into())
+    );
+    assert_eq!(
+        found(&outbound, host),
+        None,
+        "not in RDS, where a sidecar keeps its routes"
+    );
+}

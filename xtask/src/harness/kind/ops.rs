@@ -191,6 +191,15 @@ pub trait Ops: Clone + Send + Sync + 'static {
         port: u16,
         path: &str,
     ) -> impl Future<Output = anyhow::Result<String>> + Send;
+    /// A plain-text GET on a pod's port through a port forward: reaches a listener on the pod's
+    /// localhost, which the pod proxy cannot (ztunnel's admin).
+    fn port_forward_get(
+        &self,
+        namespace: &str,
+        pod: &str,
+        port: u16,
+        path: &str,
+    ) -> impl Future<Output = anyhow::Result<String>> + Send;
     fn config_map(
         &self,
         namespace: &str,
@@ -409,6 +418,18 @@ impl Ops for Live {
         path: &str,
     ) -> anyhow::Result<String> {
         self.cluster.pod_http_get(namespace, pod, port, path).await
+    }
+
+    async fn port_forward_get(
+        &self,
+        namespace: &str,
+        pod: &str,
+        port: u16,
+        path: &str,
+    ) -> anyhow::Result<String> {
+        self.cluster
+            .port_forward_get(namespace, pod, port, path)
+            .await
     }
 
     async fn config_map(&self, namespace: &str, name: &str) -> anyhow::Result<Option<ConfigMap>> {

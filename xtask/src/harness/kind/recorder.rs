@@ -8,6 +8,11 @@
 //! nothing else. The backend waits on nothing else (every condition it polls holds at the first
 //! read), so a dry run takes no real time and its timestamps are the same on every run.
 //!
+//! Its Istio, when a namespace is enrolled in ambient mode, plays istiod and ztunnel too: a waypoint
+//! `Gateway` is programmed at once and gets its Deployment (one pod), a route's status says whether its
+//! Service uses the waypoint, the waypoint's dump holds the applied routes, and ztunnel (one pod, the
+//! DaemonSet's on `<node>`) captures every pod of the namespace but those with a sidecar and the waypoint.
+//!
 //! Its answers are placeholders where only a cluster knows (`<node>`, `<id of pod/container>`). Its pods
 //! are one per replica, named `<deployment>-pod<n>` in the order they were made: a scale-up adds new ones,
 //! a scale-down removes the newest, a change of the pod template or a restart replaces them all, a
@@ -28,7 +33,11 @@ use super::{
     mesh_config,
     ops::{ContainerInfo, PodInfo},
 };
-use crate::cluster::{objects, route_check};
+use crate::cluster::{
+    objects::{self, ambient},
+    route_check,
+};
+use crate::harness::kind::ISTIO_PROXY_CONTAINER;
 
 mod calls;
 mod model;
@@ -82,6 +91,9 @@ struct State {
     services: BTreeMap<String, Value>,
     /// Route objects as last applied, by `namespace/name`.
     routes: BTreeMap<String, Value>,
+    /// Namespaces and Gateways as last applied, by `name` and `namespace/name`.
+    namespaces: BTreeMap<String, Value>,
+    gateways: BTreeMap<String, Value>,
     mesh: ConfigMap,
     /// Restarts of a pod's containers, by pod.
     restarts: BTreeMap<String, i32>,
@@ -104,6 +116,20 @@ impl Recorder {
         mesh.metadata.name = Some(mesh_config::CONFIG_MAP.into());
         mesh.metadata.namespace = Some(mesh_config::NAMESPACE.into());
         mesh.data = Some([(mesh_config::KEY.to_owned(), INSTALLED_MESH.to_owned())].into());
+        // ztunnel's DaemonSet, as one pod.
+        let mut deployments = BTreeMap::new();
+        let mut ztunnel = Deployed {
+            template: Value::Null,
+            labels: [("app".to_owned(), ambient::ZTUNNEL.to_owned())].into(),
+            containers: vec![ISTIO_PROXY_CONTAINER.to_owned()],
+            pods: Vec::new(),
+            next: 1,
+        };
+        ztunnel.make(1);
+        deployments.insert(
+            format!("{}/{}", ambient::ISTIO_NAMESPACE, ambient::ZTUNNEL),
+            ztunnel,
+        );
         Recorder {
             context: context.to_owned(),
             kind: context.strip_prefix("kind-").map(str::to_owned),
@@ -111,9 +137,11 @@ impl Recorder {
             epoch: EPOCH.parse().expect("a valid timestamp"),
             state: Arc::new(Mutex::new(State {
                 steps: Vec::new(),
-                deployments: BTreeMap::new(),
+                deployments,
                 services: BTreeMap::new(),
                 routes: BTreeMap::new(),
+                namespaces: BTreeMap::new(),
+                gateways: BTreeMap::new(),
                 mesh,
                 restarts: BTreeMap::new(),
             })),
@@ -173,8 +201,8 @@ impl Recorder {
             .collect()
     }
 
-    /// The sidecar's configuration dump as a sidecar that got every applied route would have it.
-    fn config_dump(&self, namespace: &str) -> Value {
+    /// The configuration dump of a sidecar (or of the waypoint) that got every applied route.
+    fn config_dump(&self, namespace: &str, waypoint: bool) -> Value {
         let state = self.state.lock().unwrap();
         let in_ns = |key: &String| key.starts_with(&format!("{namespace}/"));
         let services: Vec<mesh::model::Service> = state
@@ -237,10 +265,78 @@ impl Recorder {
             objects::SERVER,
             objects::CLUSTER_DOMAIN
         );
+        if waypoint {
+            // Its routes are inline in its listeners (`cluster/route_check.rs`, `found_waypoint`).
+            return json!({ "configs": [{ "@type": "type.googleapis.com/envoy.admin.v3.ListenersConfigDump",
+                "dynamic_listeners": [{ "name": "main_internal", "active_state": { "listener": {
+                    "filter_chains": [{ "filters": [{ "name": "envoy.filters.network.http_connection_manager",
+                        "typed_config": { "route_config": {
+                            "name": route_check::waypoint_route_config(&host, objects::GRPC_PORT),
+                            "virtual_hosts": [{ "name": format!("inbound|http|{}", objects::GRPC_PORT),
+                                "domains": ["*"], "routes": routes }] } } }] }] } } }] }] });
+        }
         json!({ "configs": [{ "@type": "type.googleapis.com/envoy.admin.v3.RoutesConfigDump",
             "dynamic_route_configs": [{ "route_config": { "name": objects::GRPC_PORT.to_string(),
                 "virtual_hosts": [{ "name": format!("{host}:{}", objects::GRPC_PORT), "domains": [host],
                     "routes": routes }] } }] }] })
+    }
+}
+
+impl Recorder {
+    /// Whether a namespace was applied enrolled in ambient mode.
+    fn ambient(state: &State, namespace: &str) -> bool {
+        state.namespaces.get(namespace).is_some_and(|ns| {
+            ns["metadata"]["labels"][ambient::DATAPLANE_MODE_LABEL] == ambient::AMBIENT
+        })
+    }
+
+    /// Whether the Service `namespace/name` was applied with `istio.io/use-waypoint`.
+    fn uses_waypoint(state: &State, namespace: &str, name: &str) -> bool {
+        state
+            .services
+            .get(&format!("{namespace}/{name}"))
+            .is_some_and(|s| s["metadata"]["labels"][ambient::USE_WAYPOINT_LABEL].is_string())
+    }
+
+    /// ztunnel's dump: every pod of an enrolled namespace but those with a sidecar and the waypoint's,
+    /// captured; every Service there, with the waypoint where it uses one.
+    fn ztunnel_dump(&self) -> Value {
+        let namespaces: Vec<String> = {
+            let state = self.state.lock().unwrap();
+            state
+                .namespaces
+                .keys()
+                .filter(|ns| Recorder::ambient(&state, ns))
+                .cloned()
+                .collect()
+        };
+        let mut workloads = Vec::new();
+        for ns in &namespaces {
+            for pod in self.pods_of(ns, "") {
+                let captured = pod.container(ISTIO_PROXY_CONTAINER).is_none();
+                workloads.push(json!({ "name": pod.name, "namespace": ns,
+                    "protocol": if captured { ambient::HBONE } else { "TCP" } }));
+            }
+        }
+        let state = self.state.lock().unwrap();
+        let mut services = Vec::new();
+        for ns in &namespaces {
+            for (key, service) in &state.services {
+                let Some(name) = key.strip_prefix(&format!("{ns}/")) else {
+                    continue;
+                };
+                let mut entry = json!({ "name": name, "namespace": ns,
+                    "hostname": format!("{name}.{ns}.svc.{}", objects::CLUSTER_DOMAIN) });
+                if Recorder::uses_waypoint(&state, ns, name) {
+                    entry["waypoint"] = json!({
+                        "destination": format!("{ns}/{}.{ns}.svc.{}", ambient::WAYPOINT, objects::CLUSTER_DOMAIN),
+                        "hboneMtlsPort": ambient::HBONE_PORT });
+                }
+                let _ = service;
+                services.push(entry);
+            }
+        }
+        json!({ "workloads": workloads, "services": services, "policies": [] })
     }
 }
 

@@ -10,7 +10,14 @@
 //! - `ResolvedRefs`: `True`, reason `ResolvedRefs`, "All references resolved"; `False` with the route's
 //!   error, e.g. reason `BackendNotFound` with `backend(<host>) not found` (`buildDestination`).
 //!
-//! (`ResolvedWaypoints` is added only with ambient enabled, which the harness's sidecar install is not.)
+//! With ambient enabled (`PILOT_ENABLE_AMBIENT`, the ambient profile) a third condition follows,
+//! `ResolvedWaypoints`, always `True` with reason `ResolvedWaypoints`: its message is "All waypoints
+//! resolved" when the parent Service (or its namespace) carries `istio.io/use-waypoint`, and otherwise
+//! "istio.io/use-waypoint label missing from parent and parent namespace; in ambient mode, route will not
+//! be respected" (`conditions.go`, `createRouteStatus`; `conversion.go`, `referenceAllowed`,
+//! `waypointConfigured`). Only the message tells the two apart, and the route's generation does not
+//! change when the Service's label does.
+//!
 //! A status of an older generation says nothing about the route just applied.
 
 use serde_json::{Value, json};
@@ -75,6 +82,61 @@ pub fn verdict(route: &Value) -> Verdict {
     } else {
         Verdict::Accepted
     }
+}
+
+/// The condition istiod adds with ambient enabled, and its message when the parent uses a waypoint.
+pub const RESOLVED_WAYPOINTS: &str = "ResolvedWaypoints";
+pub const ALL_WAYPOINTS_RESOLVED: &str = "All waypoints resolved";
+pub const USE_WAYPOINT_MISSING: &str = "istio.io/use-waypoint label missing from parent and parent namespace; in ambient mode, route will not be respected";
+
+/// What Istio says about the waypoints of a route's parents: `None` while it has written no
+/// `ResolvedWaypoints` for the route's generation (no ambient, or not yet); else the first message
+/// that is not [`ALL_WAYPOINTS_RESOLVED`], or that one.
+pub fn waypoints(route: &Value) -> Option<String> {
+    let generation = route["metadata"]["generation"].as_i64().unwrap_or(0);
+    let mut messages = Vec::new();
+    for parent in route["status"]["parents"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["controllerName"] == ISTIO_CONTROLLER)
+    {
+        let condition = parent["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["type"] == RESOLVED_WAYPOINTS)?;
+        if condition["observedGeneration"].as_i64().unwrap_or(0) < generation {
+            return None;
+        }
+        messages.push(condition["message"].as_str().unwrap_or("").to_owned());
+    }
+    let first = messages.first()?.clone();
+    Some(
+        messages
+            .into_iter()
+            .find(|m| m != ALL_WAYPOINTS_RESOLVED)
+            .unwrap_or(first),
+    )
+}
+
+/// Adds to each parent of a status the `ResolvedWaypoints` condition istiod writes with ambient on:
+/// resolved when the parent Service uses a waypoint.
+pub fn with_waypoints(mut status: Value, generation: i64, resolved: bool) -> Value {
+    let condition = json!({
+        "type": RESOLVED_WAYPOINTS,
+        "status": "True",
+        "observedGeneration": generation,
+        "lastTransitionTime": "2026-01-01T00:00:00Z",
+        "reason": RESOLVED_WAYPOINTS,
+        "message": if resolved { ALL_WAYPOINTS_RESOLVED } else { USE_WAYPOINT_MISSING },
+    });
+    for parent in status["parents"].as_array_mut().into_iter().flatten() {
+        if let Some(conditions) = parent["conditions"].as_array_mut() {
+            conditions.push(condition.clone());
+        }
+    }
+    status
 }
 
 /// A condition that differs from success: its type, reason and message.
@@ -155,6 +217,34 @@ mod tests {
         let mut status = istio_status(&parents(), 1, &[]);
         status["parents"][0]["controllerName"] = json!("example.com/other");
         assert_eq!(verdict(&route(1, status)), Verdict::Pending);
+    }
+
+    #[test]
+    fn with_ambient_only_the_message_of_resolved_waypoints_says_whether_the_parent_uses_a_waypoint()
+    {
+        let attached = route(2, with_waypoints(istio_status(&parents(), 2, &[]), 2, true));
+        let plain = route(
+            2,
+            with_waypoints(istio_status(&parents(), 2, &[]), 2, false),
+        );
+        assert_eq!(verdict(&attached), Verdict::Accepted);
+        assert_eq!(
+            verdict(&plain),
+            Verdict::Accepted,
+            "the condition is True either way"
+        );
+        assert_eq!(
+            waypoints(&attached).as_deref(),
+            Some(ALL_WAYPOINTS_RESOLVED)
+        );
+        assert_eq!(waypoints(&plain).as_deref(), Some(USE_WAYPOINT_MISSING));
+        assert_eq!(waypoints(&route(2, istio_status(&parents(), 2, &[]))), None);
+        let stale = route(3, with_waypoints(istio_status(&parents(), 3, &[]), 2, true));
+        assert_eq!(
+            waypoints(&stale),
+            None,
+            "a condition of the previous generation"
+        );
     }
 
     #[test]

@@ -251,6 +251,7 @@ fn deadlines() -> Deadlines {
         status: Duration::from_millis(300),
         retry: Duration::from_millis(20),
         teardown: Duration::from_secs(10),
+        waypoint: Duration::from_millis(300),
     }
 }
 
@@ -354,13 +355,19 @@ fn istio_routes(mock: &Mock, istio: IstioRoutes) {
 struct ExecBy<F> {
     live: Live,
     exec: Arc<F>,
+    /// Answers port forwards too (the same reason): `(namespace, pod, port, path)`.
+    forward: Option<Arc<Forward>>,
 }
+
+/// A port forward's answer, by `(namespace, pod, port, path)`.
+type Forward = dyn Fn(&str, &str, u16, &str) -> anyhow::Result<String> + Send + Sync;
 
 impl<F> Clone for ExecBy<F> {
     fn clone(&self) -> Self {
         ExecBy {
             live: self.live.clone(),
             exec: Arc::clone(&self.exec),
+            forward: self.forward.clone(),
         }
     }
 }
@@ -453,6 +460,18 @@ impl<F: Fn(&[&str]) -> anyhow::Result<String> + Send + Sync + 'static> ops::Ops 
     ) -> anyhow::Result<String> {
         self.live.pod_http_get(ns, pod, port, path).await
     }
+    async fn port_forward_get(
+        &self,
+        ns: &str,
+        pod: &str,
+        port: u16,
+        path: &str,
+    ) -> anyhow::Result<String> {
+        match &self.forward {
+            Some(forward) => forward(ns, pod, port, path),
+            None => self.live.port_forward_get(ns, pod, port, path).await,
+        }
+    }
     async fn config_map(
         &self,
         ns: &str,
@@ -479,6 +498,7 @@ where
     let ops = ExecBy {
         live: Live::new(mock.cluster(), Nodes::default().runner()),
         exec: Arc::new(exec),
+        forward: None,
     };
     let mut kind = Kind::new(ops, images, deadlines(), false);
     kind.interval = EVERY;
@@ -486,6 +506,7 @@ where
     kind
 }
 
+mod ambient;
 mod demo;
 mod exposure;
 mod kill;

@@ -27,6 +27,15 @@ pub const ISTIO_PROXY_CONTAINER: &str = "istio-proxy";
 pub const CONFIG_DUMP_COMMAND: [&str; 4] = ["pilot-agent", "request", "GET", "config_dump"];
 
 impl<O: Ops> Kind<O> {
+    /// Before a phase is measured: the sidecar's checks, or in ambient mode those of `ambient.rs`.
+    pub(super) async fn verify(&mut self) -> anyhow::Result<()> {
+        if self.mesh.is_ambient() {
+            self.verify_ambient().await
+        } else {
+            self.verify_sidecar().await
+        }
+    }
+
     /// The pod of the running client when it has Istio's sidecar.
     pub(super) fn sidecar_pod(&self) -> Option<String> {
         if self.mesh != Mesh::Sidecar {
@@ -57,7 +66,7 @@ impl<O: Ops> Kind<O> {
         }
         let routes = objects::route_objects(&scenario, self.weights.as_deref())?;
         if has_routes {
-            self.check_route_status(&routes).await?;
+            self.check_route_status(&routes, false).await?;
         }
         let expected =
             route_check::expected(&routes, &objects::mesh_services(&scenario), objects::SERVER);
@@ -124,11 +133,13 @@ impl<O: Ops> Kind<O> {
     }
 
     /// Reads `.status.parents[]` of each route object until istiod has written it for the applied
-    /// generation: a refusal is an error in Istio's words; no status within the deadline is a warning
-    /// naming the route.
+    /// generation (and, with `waypoint`, until its `ResolvedWaypoints` says "All waypoints resolved"): a
+    /// refusal is an error in Istio's words; no such status within the deadline is a warning naming the
+    /// route (and Istio's word on its waypoints).
     pub(super) async fn check_route_status(
         &mut self,
         routes: &[mesh::gateway::RouteObject],
+        waypoint: bool,
     ) -> anyhow::Result<()> {
         for route in routes {
             let (kind, name) = match route {
@@ -150,7 +161,27 @@ impl<O: Ops> Kind<O> {
                     )
                     .await?
                     .with_context(|| format!("{what} is not there"))?;
-                match route_status::verdict(&found) {
+                let waypoints = route_status::waypoints(&found);
+                let verdict = match route_status::verdict(&found) {
+                    route_status::Verdict::Accepted
+                        if waypoint
+                            && waypoints.as_deref()
+                                != Some(route_status::ALL_WAYPOINTS_RESOLVED) =>
+                    {
+                        if tokio::time::Instant::now() >= deadline {
+                            self.warnings.push(format!(
+                                "{what}: {} has not resolved its waypoint after {}s ({}); checking the waypoint anyway",
+                                route_status::ISTIO_CONTROLLER,
+                                self.deadlines.status.as_secs(),
+                                waypoints.as_deref().unwrap_or("no ResolvedWaypoints condition")
+                            ));
+                            break;
+                        }
+                        route_status::Verdict::Pending
+                    }
+                    verdict => verdict,
+                };
+                match verdict {
                     route_status::Verdict::Accepted => break,
                     route_status::Verdict::Refused(why) => {
                         bail!(

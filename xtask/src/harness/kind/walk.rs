@@ -13,6 +13,7 @@ use super::{
     recorder::{Recorder, Step, Steps},
 };
 use crate::{
+    cluster::objects,
     harness::backend::{Backend, ClientStream},
     harness::engine::{self, Measure},
     harness::measure::Report,
@@ -78,17 +79,7 @@ async fn walk<O: Ops, B: Backend + IntoKind<O>>(
         "kube context {} (kubernetes {version})",
         ops.context()
     ));
-    if scenario.phases.iter().any(|p| p.mesh == Mesh::Sidecar)
-        && ops
-            .deployment_image("istio-system", "istiod")
-            .await?
-            .is_none()
-    {
-        bail!(
-            "istio is not installed in kube context {}: run `cargo xtask up-istio` first",
-            ops.context()
-        );
-    }
+    check_istio(&ops, scenario).await?;
     progress("building the app images (cached when nothing changed)");
     let images = ops.build_images().await?;
     match ops.kind_cluster() {
@@ -119,6 +110,50 @@ async fn walk<O: Ops, B: Backend + IntoKind<O>>(
             Err(err)
         }
     }
+}
+
+/// What a scenario needs of Istio, checked before anything is built: istiod for a sidecar or ambient phase,
+/// and ztunnel's DaemonSet for an ambient one. A one-line error says which command installs it.
+pub(super) async fn check_istio<O: Ops>(ops: &O, scenario: &Scenario) -> anyhow::Result<()> {
+    let ambient = objects::ambient::is_ambient(scenario);
+    if (ambient || scenario.phases.iter().any(|p| p.mesh == Mesh::Sidecar))
+        && ops
+            .deployment_image("istio-system", "istiod")
+            .await?
+            .is_none()
+    {
+        bail!(
+            "istio is not installed in kube context {}: run `cargo xtask up-istio{}` first",
+            ops.context(),
+            if ambient { " --ambient" } else { "" }
+        );
+    }
+    // Ambient mode needs ztunnel (docs/cluster-assumptions.md, row 93): without it the namespace label
+    // enrolls nothing and every phase would measure a plain ClusterIP.
+    if ambient {
+        let ztunnel = format!(
+            "daemonset {}/{}",
+            objects::ambient::ISTIO_NAMESPACE,
+            objects::ambient::ZTUNNEL
+        );
+        if ops
+            .get(
+                &format!("{ztunnel}, which ambient mode needs"),
+                "apps/v1",
+                "DaemonSet",
+                objects::ambient::ISTIO_NAMESPACE,
+                objects::ambient::ZTUNNEL,
+            )
+            .await?
+            .is_none()
+        {
+            bail!(
+                "istio's ambient mode is not installed in kube context {} (no {ztunnel}): run `cargo xtask up-istio --ambient` first",
+                ops.context()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The backend inside whatever envelope the walk put it in.
@@ -243,7 +278,6 @@ impl Backend for Marked<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::objects;
 
     #[test]
     fn the_dry_run_of_every_scenario_ends_by_deleting_its_namespace_and_takes_no_real_time() {

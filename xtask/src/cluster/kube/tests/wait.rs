@@ -201,3 +201,67 @@ async fn wait_crds_established_times_out_naming_the_crds_not_established() {
         format!("crds not established after 0.3s: {HTTPROUTES_CRD}")
     );
 }
+
+const DAEMONSETS: &str = "/apis/apps/v1/namespaces/istio-system/daemonsets";
+
+/// ztunnel's DaemonSet with `updated` and `available` of `desired` pods, the controller at `observed`.
+fn daemonset(generation: i64, observed: i64, desired: i32, updated: i32, available: i32) -> Value {
+    json!({ "apiVersion": "apps/v1", "kind": "DaemonSet",
+        "metadata": { "name": "ztunnel", "namespace": "istio-system", "generation": generation,
+            "resourceVersion": "100" },
+        "spec": { "selector": { "matchLabels": { "app": "ztunnel" } }, "template": {} },
+        "status": { "observedGeneration": observed, "desiredNumberScheduled": desired,
+            "currentNumberScheduled": desired, "numberMisscheduled": 0, "numberReady": available,
+            "updatedNumberScheduled": updated, "numberAvailable": available } })
+}
+
+#[tokio::test]
+async fn wait_daemonset_waits_for_an_updated_available_pod_on_every_node_of_the_current_generation()
+{
+    // Complete: listed once, no watch.
+    let mock = Mock::start().await;
+    mock.on(
+        "GET",
+        DAEMONSETS,
+        Reply::Json(
+            200,
+            mock::list("apps/v1", "DaemonSetList", vec![daemonset(2, 2, 3, 3, 3)]),
+        ),
+    );
+    mock.cluster()
+        .wait_daemonset("istio-system", "ztunnel", LONG)
+        .await
+        .unwrap();
+    assert_lists_by_name(&mock.calls()[0], DAEMONSETS, "ztunnel");
+
+    // Not complete: a node without an updated pod, the previous generation, or no node at all.
+    for (label, unfinished) in [
+        ("one node lacks an updated pod", daemonset(2, 2, 3, 2, 3)),
+        (
+            "the controller has not seen the generation",
+            daemonset(3, 2, 3, 3, 3),
+        ),
+        ("no node wants a pod yet", daemonset(1, 1, 0, 0, 0)),
+    ] {
+        let mock = Mock::start().await;
+        mock.on(
+            "GET",
+            DAEMONSETS,
+            Reply::Json(
+                200,
+                mock::list("apps/v1", "DaemonSetList", vec![unfinished]),
+            ),
+        );
+        mock.on("WATCH", DAEMONSETS, Reply::Events(vec![]));
+        let err = mock
+            .cluster()
+            .wait_daemonset("istio-system", "ztunnel", SHORT)
+            .await
+            .expect_err(label)
+            .to_string();
+        assert!(
+            err.starts_with("daemonset istio-system/ztunnel not ready after "),
+            "{label}: {err}"
+        );
+    }
+}

@@ -14,9 +14,9 @@ use serde_json::{Value, json};
 
 use super::{Deployed, Recorder, Step, merge_patch};
 use crate::{
-    cluster::objects,
+    cluster::objects::{self, ambient},
     harness::kind::{
-        CONFIG_DUMP_COMMAND, mesh_config,
+        CONFIG_DUMP_COMMAND, ISTIO_PROXY_CONTAINER, mesh_config,
         ops::{LogLines, Ops, PodInfo},
         route_status,
     },
@@ -117,6 +117,30 @@ impl Ops for Recorder {
                 }
                 Some("HTTPRoute" | "GRPCRoute") => {
                     state.routes.insert(key, value);
+                }
+                Some("Namespace") => {
+                    let name = object.metadata.name.clone().unwrap_or_default();
+                    state.namespaces.insert(name, value);
+                }
+                // istiod's deployment controller makes the waypoint's Deployment, named after it.
+                Some("Gateway") => {
+                    let ns = object.metadata.namespace.clone().unwrap_or_default();
+                    let name = object.metadata.name.clone().unwrap_or_default();
+                    if value["spec"]["gatewayClassName"] == ambient::WAYPOINT_CLASS {
+                        let deployed = state
+                            .deployments
+                            .entry(format!("{ns}/{name}"))
+                            .or_insert_with(|| Deployed {
+                                template: Value::Null,
+                                labels: [(ambient::GATEWAY_NAME_LABEL.to_owned(), name.clone())]
+                                    .into(),
+                                containers: vec![ISTIO_PROXY_CONTAINER.to_owned()],
+                                pods: Vec::new(),
+                                next: 1,
+                            });
+                        deployed.scale(1);
+                    }
+                    state.gateways.insert(key, value);
                 }
                 _ => {}
             }
@@ -230,6 +254,8 @@ impl Ops for Recorder {
         state.deployments.retain(|key, _| !key.starts_with(&prefix));
         state.services.retain(|key, _| !key.starts_with(&prefix));
         state.routes.retain(|key, _| !key.starts_with(&prefix));
+        state.gateways.retain(|key, _| !key.starts_with(&prefix));
+        state.namespaces.remove(namespace);
         Ok(())
     }
 
@@ -256,21 +282,45 @@ impl Ops for Recorder {
         &self,
         why: &str,
         _api_version: &str,
-        _kind: &str,
+        kind: &str,
         namespace: &str,
         name: &str,
     ) -> anyhow::Result<Option<Value>> {
         self.record(Step::Read(why.to_owned()));
         let state = self.state.lock().unwrap();
-        Ok(state
-            .routes
-            .get(&format!("{namespace}/{name}"))
-            .map(|route| {
+        let key = format!("{namespace}/{name}");
+        match kind {
+            "DaemonSet" => Ok((key
+                == format!("{}/{}", ambient::ISTIO_NAMESPACE, ambient::ZTUNNEL))
+            .then(|| {
+                json!({ "apiVersion": "apps/v1", "kind": "DaemonSet",
+                    "metadata": { "name": name, "namespace": namespace } })
+            })),
+            "Gateway" => Ok(state.gateways.get(&key).map(|gateway| {
+                let mut gateway = gateway.clone();
+                gateway["metadata"]["generation"] = json!(1);
+                gateway["status"] = json!({ "conditions": [
+                    { "type": "Accepted", "status": "True", "observedGeneration": 1,
+                      "reason": "Accepted", "message": "Resource accepted" },
+                    { "type": "Programmed", "status": "True", "observedGeneration": 1,
+                      "reason": "Programmed", "message": "Resource programmed" }] });
+                gateway
+            })),
+            _ => Ok(state.routes.get(&key).map(|route| {
                 let mut route = route.clone();
                 route["metadata"]["generation"] = json!(1);
-                route["status"] = route_status::istio_status(&route["spec"]["parentRefs"], 1, &[]);
+                let mut status = route_status::istio_status(&route["spec"]["parentRefs"], 1, &[]);
+                if Recorder::ambient(&state, namespace) {
+                    status = route_status::with_waypoints(
+                        status,
+                        1,
+                        Recorder::uses_waypoint(&state, namespace, objects::SERVER),
+                    );
+                }
+                route["status"] = status;
                 route
-            }))
+            })),
+        }
     }
 
     async fn exec(
@@ -287,7 +337,8 @@ impl Ops for Recorder {
             command: command.join(" "),
         });
         if command == CONFIG_DUMP_COMMAND {
-            Ok(self.config_dump(namespace).to_string())
+            let waypoint = pod.starts_with(&format!("{}-pod", ambient::WAYPOINT));
+            Ok(self.config_dump(namespace, waypoint).to_string())
         } else {
             Ok(String::new())
         }
@@ -337,6 +388,22 @@ impl Ops for Recorder {
             path: path.to_owned(),
         });
         Ok(String::new())
+    }
+
+    async fn port_forward_get(
+        &self,
+        namespace: &str,
+        pod: &str,
+        port: u16,
+        path: &str,
+    ) -> anyhow::Result<String> {
+        self.record(Step::PortForwardGet {
+            namespace: namespace.to_owned(),
+            pod: pod.to_owned(),
+            port,
+            path: path.to_owned(),
+        });
+        Ok(self.ztunnel_dump().to_string())
     }
 
     async fn config_map(&self, namespace: &str, name: &str) -> anyhow::Result<Option<ConfigMap>> {

@@ -66,6 +66,12 @@ pub enum Step {
         port: u16,
         path: String,
     },
+    PortForwardGet {
+        namespace: String,
+        pod: String,
+        port: u16,
+        path: String,
+    },
     PatchConfigMap {
         namespace: String,
         name: String,
@@ -163,6 +169,15 @@ impl fmt::Display for Step {
             } => write!(
                 f,
                 "read: {namespace}/{pod} port {port} /{path} (through the API server's pod proxy)"
+            ),
+            Step::PortForwardGet {
+                namespace,
+                pod,
+                port,
+                path,
+            } => write!(
+                f,
+                "read: {namespace}/{pod} port {port} /{path} (through a port forward: it listens on the pod's localhost)"
             ),
             Step::PatchConfigMap {
                 namespace,
