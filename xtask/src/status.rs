@@ -46,6 +46,8 @@ pub async fn gather(cluster: &Cluster) -> anyhow::Result<ClusterState> {
 pub fn render(state: &ClusterState) -> String {
     let mut out = String::new();
     let pinned_istio = format!(":{}", versions::ISTIO_VERSION);
+    // The ambient profile's images are the distroless variant of the same tag.
+    let pinned_distroless = format!("{pinned_istio}-distroless");
     writeln!(out, "cluster (kube context {})", state.context).unwrap();
     writeln!(out, "  kubernetes    {}", state.kubernetes).unwrap();
     let gateway = match &state.gateway_api {
@@ -58,7 +60,9 @@ pub fn render(state: &ClusterState) -> String {
     };
     writeln!(out, "  gateway api   {gateway}").unwrap();
     let istio = match &state.istiod {
-        Some(image) if image.ends_with(&pinned_istio) => format!("istiod {image}"),
+        Some(image) if image.ends_with(&pinned_istio) || image.ends_with(&pinned_distroless) => {
+            format!("istiod {image}")
+        }
         Some(image) => format!(
             "istiod {image} (the pinned version is {})",
             versions::ISTIO_VERSION
@@ -250,6 +254,25 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("demos         none deployed"), "{text}");
+    }
+
+    #[test]
+    fn the_ambient_profile_s_distroless_istiod_is_the_pinned_version_and_another_tag_is_not() {
+        let state = |image: String| ClusterState {
+            context: "kind-grpc-mesh-lab".into(),
+            kubernetes: "v1.35.8".into(),
+            gateway_api: Some("v1.5.1".into()),
+            istiod: Some(image),
+            namespaces: Vec::new(),
+        };
+        let distroless = format!(
+            "docker.io/istio/pilot:{}-distroless",
+            versions::ISTIO_VERSION
+        );
+        let text = render(&state(distroless.clone()));
+        assert!(text.contains(&format!("istiod {distroless}\n")), "{text}");
+        let text = render(&state("docker.io/istio/pilot:1.29.0-distroless".into()));
+        assert!(text.contains("(the pinned version is"), "{text}");
     }
 
     #[test]
