@@ -1,5 +1,6 @@
 //! Istio's ambient mode on the cluster: the waypoint made ready before anything is measured, the Service
-//! `server` attached to it only in the phases that use it, and, before an ambient phase is measured, what
+//! `server` attached to it only in the phases that use it (and ztunnel seen to know it before the phase's
+//! client connects), and, before an ambient phase is measured, what
 //! Istio says and holds: the route's status (with a waypoint, `ResolvedWaypoints` must say so), the
 //! waypoint's own Envoy configuration, and ztunnel's view of the client and the Service.
 //!
@@ -98,7 +99,41 @@ impl<O: Ops> Kind<O> {
         progress(&format!("  applying {why}"));
         self.ops.apply(&why, &[service]).await?;
         self.waypoint_attached = attached;
-        Ok(())
+        // The client connects once, when the phase restarts it: ztunnel must know where `server` goes
+        // before that, or the phase would measure the previous arrangement.
+        let fqdn = self.server_fqdn();
+        let mut ztunnels = self
+            .ops
+            .pods(
+                ambient::ISTIO_NAMESPACE,
+                &format!("app={}", ambient::ZTUNNEL),
+            )
+            .await?;
+        ztunnels.sort_by_key(|p| p.name.clone());
+        let Some(ztunnel) = ztunnels.first().map(|p| p.name.clone()) else {
+            return Ok(());
+        };
+        progress(&format!(
+            "  waiting until ztunnel {ztunnel} sends {} {}",
+            objects::SERVER,
+            if attached {
+                "to the waypoint"
+            } else {
+                "to its pods"
+            }
+        ));
+        self.poll_ztunnel(&ztunnel, |dump| service_view(dump, &fqdn, attached))
+            .await
+    }
+
+    /// `server`'s fully qualified name in the demo's namespace.
+    fn server_fqdn(&self) -> String {
+        format!(
+            "{}.{}.svc.{}",
+            objects::SERVER,
+            self.namespace,
+            objects::CLUSTER_DOMAIN
+        )
     }
 
     /// The running client's pod when it is the ambient client.
@@ -125,12 +160,7 @@ impl<O: Ops> Kind<O> {
         if !routes.is_empty() {
             self.check_route_status(&routes, waypoint).await?;
         }
-        let fqdn = format!(
-            "{}.{}.svc.{}",
-            objects::SERVER,
-            self.namespace,
-            objects::CLUSTER_DOMAIN
-        );
+        let fqdn = self.server_fqdn();
         if waypoint && !routes.is_empty() {
             let expected =
                 route_check::expected(&routes, &objects::mesh_services(&scenario), objects::SERVER);
@@ -237,20 +267,34 @@ impl<O: Ops> Kind<O> {
                 "to its pods"
             }
         ));
+        let namespace = self.namespace.clone();
+        self.poll_ztunnel(&ztunnel, |dump| {
+            ztunnel_view(dump, &namespace, client, fqdn, waypoint)
+        })
+        .await
+    }
+
+    /// Reads ztunnel's `config_dump` through a port forward until `check` passes; a warning naming what
+    /// still differs after the deadline.
+    async fn poll_ztunnel(
+        &mut self,
+        ztunnel: &str,
+        check: impl Fn(&Value) -> Result<(), String>,
+    ) -> anyhow::Result<()> {
         let deadline = tokio::time::Instant::now() + self.deadlines.routes;
         loop {
             let verdict = match self
                 .ops
                 .port_forward_get(
                     ambient::ISTIO_NAMESPACE,
-                    &ztunnel,
+                    ztunnel,
                     ambient::ZTUNNEL_ADMIN_PORT,
                     "config_dump",
                 )
                 .await
             {
                 Ok(text) => match serde_json::from_str(&text) {
-                    Ok(dump) => ztunnel_view(&dump, &self.namespace, client, fqdn, waypoint),
+                    Ok(dump) => check(&dump),
                     Err(err) => Err(format!("its config dump is not json ({err})")),
                 },
                 Err(err) => Err(format!("{err:#}")),
@@ -325,6 +369,12 @@ pub fn ztunnel_view(
             ambient::HBONE
         ));
     }
+    service_view(dump, fqdn, waypoint)
+}
+
+/// Checks ztunnel's dump for the Service `fqdn` alone: it has a waypoint (on HBONE's port) exactly when
+/// `waypoint`.
+pub fn service_view(dump: &Value, fqdn: &str, waypoint: bool) -> Result<(), String> {
     let service = dump["services"]
         .as_array()
         .into_iter()

@@ -387,9 +387,10 @@ async fn an_ambient_demo_enrolls_the_namespace_programs_the_waypoint_attaches_it
         .nth(2)
         .expect("applied, applied again, restarted");
     assert!(attached < restarted, "{calls:#?}");
-    // ztunnel was read on the client's node, through a port forward to its admin, in each ambient phase.
+    // ztunnel was read through a port forward to its admin: once when the label went on, before the
+    // client restarted (the plan shows the order), and on the client's node in each ambient phase.
     let forwards = forwards.lock().unwrap().clone();
-    assert_eq!(forwards.len(), 4, "{forwards:?}");
+    assert_eq!(forwards.len(), 5, "{forwards:?}");
     assert!(
         forwards
             .iter()
