@@ -25,11 +25,7 @@
 use anyhow::{Context as _, bail};
 use serde_json::Value;
 
-use super::{
-    Kind,
-    ops::Ops,
-    verify::{CONFIG_DUMP_COMMAND, ISTIO_PROXY_CONTAINER},
-};
+use super::{Kind, ops::Ops, verify::Dump};
 use crate::{
     cluster::{
         objects::{self, ambient},
@@ -190,41 +186,14 @@ impl<O: Ops> Kind<O> {
         progress(&format!(
             "  checking that the waypoint {pod} holds the routes"
         ));
-        let deadline = tokio::time::Instant::now() + self.deadlines.routes;
-        loop {
-            let verdict = match self
-                .ops
-                .exec(
-                    &self.namespace,
-                    &pod,
-                    ISTIO_PROXY_CONTAINER,
-                    &CONFIG_DUMP_COMMAND,
-                )
-                .await
-            {
-                Ok(text) => match serde_json::from_str(&text) {
-                    Ok(dump) => {
-                        route_check::check_waypoint(&dump, fqdn, objects::GRPC_PORT, expected)
-                    }
-                    Err(err) => Err(format!("its config dump is not json ({err})")),
-                },
-                Err(err) => Err(format!("{err:#}")),
-            };
-            match verdict {
-                Ok(()) => {
-                    progress("  the waypoint holds them");
-                    return Ok(());
-                }
-                Err(why) if tokio::time::Instant::now() >= deadline => {
-                    self.warnings.push(format!(
-                        "{pod}: {why} after {}s; measuring what the client gets anyway",
-                        self.deadlines.routes.as_secs()
-                    ));
-                    return Ok(());
-                }
-                Err(_) => tokio::time::sleep(self.deadlines.retry).await,
-            }
-        }
+        let source = Dump::Envoy {
+            namespace: self.namespace.clone(),
+            pod: pod.clone(),
+        };
+        self.await_dump(source, &pod, "the waypoint holds them", |dump| {
+            route_check::check_waypoint(dump, fqdn, objects::GRPC_PORT, expected)
+        })
+        .await
     }
 
     /// Waits until the ztunnel on the client's node captures the client and sends `server` to the
@@ -274,46 +243,23 @@ impl<O: Ops> Kind<O> {
         .await
     }
 
-    /// Reads ztunnel's `config_dump` through a port forward until `check` passes; a warning naming what
-    /// still differs after the deadline.
+    /// Reads ztunnel's `config_dump` until `check` passes; a warning naming what still differs after the
+    /// deadline.
     async fn poll_ztunnel(
         &mut self,
         ztunnel: &str,
         check: impl Fn(&Value) -> Result<(), String>,
     ) -> anyhow::Result<()> {
-        let deadline = tokio::time::Instant::now() + self.deadlines.routes;
-        loop {
-            let verdict = match self
-                .ops
-                .port_forward_get(
-                    ambient::ISTIO_NAMESPACE,
-                    ztunnel,
-                    ambient::ZTUNNEL_ADMIN_PORT,
-                    "config_dump",
-                )
-                .await
-            {
-                Ok(text) => match serde_json::from_str(&text) {
-                    Ok(dump) => check(&dump),
-                    Err(err) => Err(format!("its config dump is not json ({err})")),
-                },
-                Err(err) => Err(format!("{err:#}")),
-            };
-            match verdict {
-                Ok(()) => {
-                    progress("  ztunnel agrees");
-                    return Ok(());
-                }
-                Err(why) if tokio::time::Instant::now() >= deadline => {
-                    self.warnings.push(format!(
-                        "ztunnel {ztunnel}: {why} after {}s; measuring what the client gets anyway",
-                        self.deadlines.routes.as_secs()
-                    ));
-                    return Ok(());
-                }
-                Err(_) => tokio::time::sleep(self.deadlines.retry).await,
-            }
-        }
+        let source = Dump::Ztunnel {
+            pod: ztunnel.to_owned(),
+        };
+        self.await_dump(
+            source,
+            &format!("ztunnel {ztunnel}"),
+            "ztunnel agrees",
+            check,
+        )
+        .await
     }
 }
 

@@ -14,9 +14,14 @@
 
 use anyhow::{Context as _, bail};
 
+use serde_json::Value;
+
 use super::{Kind, mesh_config, ops::Ops, route_status};
 use crate::{
-    cluster::{objects, route_check},
+    cluster::{
+        objects::{self, ambient},
+        route_check,
+    },
     harness::scenario::Mesh,
     output::progress,
 };
@@ -25,6 +30,15 @@ use crate::{
 pub const ISTIO_PROXY_CONTAINER: &str = "istio-proxy";
 /// Envoy's configuration dump, read inside the sidecar (see the module documentation).
 pub const CONFIG_DUMP_COMMAND: [&str; 4] = ["pilot-agent", "request", "GET", "config_dump"];
+
+/// Where a configuration dump is read from.
+pub(super) enum Dump {
+    /// An Envoy of Istio's (a sidecar or a waypoint): `pilot-agent request GET config_dump` in the pod's
+    /// `istio-proxy` container, by exec.
+    Envoy { namespace: String, pod: String },
+    /// ztunnel's admin, on the pod's localhost: through a port forward.
+    Ztunnel { pod: String },
+}
 
 impl<O: Ops> Kind<O> {
     /// Before a phase is measured: the sidecar's checks, or in ambient mode those of `ambient.rs`.
@@ -87,42 +101,68 @@ impl<O: Ops> Kind<O> {
                 (false, _) => "retry policy",
             }
         ));
+        let source = Dump::Envoy {
+            namespace: self.namespace.clone(),
+            pod: pod.clone(),
+        };
+        self.await_dump(source, &pod, "the sidecar holds them", |dump| {
+            let routes_held = if has_routes {
+                route_check::check(dump, &host, &expected)
+            } else {
+                Ok(())
+            };
+            routes_held.and_then(|()| match &retry_on {
+                Some(conditions) => mesh_config::check_dump(dump, &host, conditions),
+                None => Ok(()),
+            })
+        })
+        .await
+    }
+
+    /// Reads a configuration dump until `check` passes, every `retry`, for at most `routes`; then a
+    /// warning that starts with `who` and says what still differs, and the phase measures what the client
+    /// really gets.
+    pub(super) async fn await_dump(
+        &mut self,
+        source: Dump,
+        who: &str,
+        held: &str,
+        check: impl Fn(&Value) -> Result<(), String>,
+    ) -> anyhow::Result<()> {
         let deadline = tokio::time::Instant::now() + self.deadlines.routes;
         loop {
-            let verdict = match self
-                .ops
-                .exec(
-                    &self.namespace,
-                    &pod,
-                    ISTIO_PROXY_CONTAINER,
-                    &CONFIG_DUMP_COMMAND,
-                )
-                .await
-            {
+            let text = match &source {
+                Dump::Envoy { namespace, pod } => {
+                    self.ops
+                        .exec(namespace, pod, ISTIO_PROXY_CONTAINER, &CONFIG_DUMP_COMMAND)
+                        .await
+                }
+                Dump::Ztunnel { pod } => {
+                    self.ops
+                        .port_forward_get(
+                            ambient::ISTIO_NAMESPACE,
+                            pod,
+                            ambient::ZTUNNEL_ADMIN_PORT,
+                            "config_dump",
+                        )
+                        .await
+                }
+            };
+            let verdict = match text {
                 Ok(text) => match serde_json::from_str(&text) {
-                    Ok(dump) => {
-                        let routes_held = if has_routes {
-                            route_check::check(&dump, &host, &expected)
-                        } else {
-                            Ok(())
-                        };
-                        routes_held.and_then(|()| match &retry_on {
-                            Some(conditions) => mesh_config::check_dump(&dump, &host, conditions),
-                            None => Ok(()),
-                        })
-                    }
+                    Ok(dump) => check(&dump),
                     Err(err) => Err(format!("its config dump is not json ({err})")),
                 },
                 Err(err) => Err(format!("{err:#}")),
             };
             match verdict {
                 Ok(()) => {
-                    progress("  the sidecar holds them");
+                    progress(&format!("  {held}"));
                     return Ok(());
                 }
                 Err(why) if tokio::time::Instant::now() >= deadline => {
                     self.warnings.push(format!(
-                        "{pod}: {why} after {}s; measuring what the client gets anyway",
+                        "{who}: {why} after {}s; measuring what the client gets anyway",
                         self.deadlines.routes.as_secs()
                     ));
                     return Ok(());
