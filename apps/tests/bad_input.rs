@@ -217,3 +217,24 @@ fn fail_on_error_exits_non_zero_when_rpcs_fail() {
         "without --fail-on-error a failed RPC is counted, not fatal"
     );
 }
+
+#[test]
+fn an_authority_that_is_not_a_host_is_a_one_line_error_naming_the_flag() {
+    for bad in [
+        "http://hello.example.com",
+        "hello.example.com/path",
+        "user@hello",
+        "",
+        "a b",
+    ] {
+        assert_one_line_error(
+            run(
+                CLIENT,
+                &["localhost:1", "--authority", bad, "--rounds", "1"],
+                &[],
+            ),
+            2,
+            "--authority",
+        );
+    }
+}

@@ -31,7 +31,7 @@ use tokio::{net::TcpStream, sync::watch};
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tonic::Status;
 
-use super::{resolve::Resolver, target::Target};
+use super::resolve::Resolver;
 
 /// How RPCs are spread over the resolved addresses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -96,23 +96,9 @@ impl SubConn {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("{authority:?} is not a valid HTTP/2 authority")]
-pub struct AuthorityError {
-    authority: String,
-}
-
 impl Balancer {
-    /// Starts resolving and connecting in the background.
-    pub fn start(
-        target: &Target,
-        resolver: Resolver,
-        policy: Policy,
-    ) -> Result<Balancer, AuthorityError> {
-        let authority = target.authority();
-        let authority = authority
-            .parse()
-            .map_err(|_| AuthorityError { authority })?;
+    /// Starts resolving and connecting in the background; every request carries `authority`.
+    pub fn start(authority: http::uri::Authority, resolver: Resolver, policy: Policy) -> Balancer {
         let (state, _) = watch::channel(Snapshot::default());
         let shared = Arc::new(Shared {
             policy,
@@ -121,14 +107,14 @@ impl Balancer {
         });
         let stop = CancellationToken::new();
         tokio::spawn(drive(shared.clone(), resolver, stop.clone()));
-        Ok(Balancer {
+        Balancer {
             handle: Arc::new(Handle {
                 shared,
                 authority,
                 next: AtomicUsize::new(0),
                 _stop: stop.drop_guard(),
             }),
-        })
+        }
     }
 
     /// Completes when the set of connections changes, or after `limit`.

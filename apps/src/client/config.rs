@@ -62,6 +62,9 @@ pub struct Flags {
     /// Metadata sent with every RPC, key=value (repeatable)
     #[arg(long = "header", value_name = "KEY=VALUE")]
     pub headers: Vec<String>,
+    /// The :authority of every RPC, e.g. to call a gateway by its address with a route's hostname (as grpcurl's -authority) [default: the target's host:port]
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub authority: Option<String>,
     /// Client identity in requests [default: POD_NAME, then NAME, then the host name]
     #[arg(long)]
     pub client_id: Option<String>,
@@ -91,6 +94,8 @@ pub struct Config {
     pub duration: Option<Duration>,
     pub method: Method,
     pub headers: MetadataMap,
+    /// The HTTP/2 `:authority` of every RPC: `--authority`, else the target's.
+    pub authority: http::uri::Authority,
     pub client_id: String,
     pub output: Output,
     pub interval: Duration,
@@ -145,8 +150,22 @@ impl Config {
             }
             .into());
         }
+        let target = Target::parse(&target)?;
+        let authority = match &flags.authority {
+            Some(given) => authority(given).map_err(|reason| SettingError {
+                name: "--authority".into(),
+                value: given.clone(),
+                reason,
+            })?,
+            None => authority(&target.authority()).map_err(|reason| SettingError {
+                name: "target".into(),
+                value: target.to_string(),
+                reason,
+            })?,
+        };
         Ok(Config {
-            target: Target::parse(&target)?,
+            target,
+            authority,
             lb: flags.lb,
             concurrency: usize::try_from(flag(
                 &flags.concurrency,
@@ -181,6 +200,15 @@ impl Config {
             fail_on_error: flags.fail_on_error,
         })
     }
+}
+
+/// Parses an HTTP/2 authority: a host, or `host:port`, without scheme, path or user.
+fn authority(s: &str) -> Result<http::uri::Authority, String> {
+    let bad = || "expected a host or host:port, such as hello.example.com".to_owned();
+    if s.is_empty() || s.contains('@') || s.chars().any(char::is_whitespace) {
+        return Err(bad());
+    }
+    s.parse::<http::uri::Authority>().map_err(|_| bad())
 }
 
 /// Parses a rate: a whole number from 1 to [`MAX_RATE`].
@@ -232,6 +260,21 @@ mod tests {
             Flags::try_parse_from(std::iter::once("hello-client").chain(args.iter().copied()))
                 .unwrap();
         Config::new(&flags, &lookup)
+    }
+
+    #[test]
+    fn the_authority_is_the_flag_s_else_the_target_s_host_and_port() {
+        let a = |args: &[&str]| config(args, &[]).unwrap().authority.to_string();
+        assert_eq!(a(&["dns:///server:50051"]), "server:50051");
+        assert_eq!(a(&["ipv4:127.0.0.1:1,127.0.0.2:2"]), "127.0.0.1:1");
+        assert_eq!(
+            a(&["ipv4:127.0.0.1:1", "--authority", "hello.example.com"]),
+            "hello.example.com"
+        );
+        assert_eq!(
+            a(&["server:1", "--authority", "hello.example.com:443"]),
+            "hello.example.com:443"
+        );
     }
 
     #[test]

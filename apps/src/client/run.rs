@@ -14,7 +14,7 @@ use tonic::{Request, Status, metadata::MetadataMap};
 
 use super::{
     Config, Method, Output,
-    balancer::{AuthorityError, Balancer},
+    balancer::Balancer,
     open_loop::{MAX_IN_FLIGHT, OpenLoop, Rpc, Schedule},
     resolve::{ResolveError, Resolver},
     stats::{OVERLOAD, SummaryKind, Window},
@@ -24,8 +24,6 @@ use super::{
 pub enum RunError {
     #[error(transparent)]
     Resolver(#[from] ResolveError),
-    #[error(transparent)]
-    Authority(#[from] AuthorityError),
 }
 
 /// How a run ended.
@@ -45,7 +43,7 @@ struct Counts {
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<Outcome, RunError> {
     let start = Instant::now();
     let resolver = Resolver::new(&config.target)?;
-    let balancer = Balancer::start(&config.target, resolver, config.lb)?;
+    let balancer = Balancer::start(config.authority.clone(), resolver, config.lb);
     let client = GreeterClient::new(balancer.clone());
     let counts = Arc::new(Mutex::new(Counts::default()));
     let output = config.output;
