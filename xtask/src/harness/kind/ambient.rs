@@ -98,38 +98,16 @@ impl<O: Ops> Kind<O> {
         // The client connects once, when the phase restarts it: ztunnel must know where `server` goes
         // before that, or the phase would measure the previous arrangement.
         let fqdn = self.server_fqdn();
-        let mut ztunnels = self
-            .ops
-            .pods(
-                ambient::ISTIO_NAMESPACE,
-                &format!("app={}", ambient::ZTUNNEL),
-            )
-            .await?;
-        ztunnels.sort_by_key(|p| p.name.clone());
-        let Some(ztunnel) = ztunnels.first().map(|p| p.name.clone()) else {
+        let Some(ztunnel) = self.ztunnel_on(None).await? else {
             return Ok(());
         };
         progress(&format!(
             "  waiting until ztunnel {ztunnel} sends {} {}",
             objects::SERVER,
-            if attached {
-                "to the waypoint"
-            } else {
-                "to its pods"
-            }
+            destination(attached)
         ));
         self.poll_ztunnel(&ztunnel, |dump| service_view(dump, &fqdn, attached))
             .await
-    }
-
-    /// `server`'s fully qualified name in the demo's namespace.
-    fn server_fqdn(&self) -> String {
-        format!(
-            "{}.{}.svc.{}",
-            objects::SERVER,
-            self.namespace,
-            objects::CLUSTER_DOMAIN
-        )
     }
 
     /// The running client's pod when it is the ambient client.
@@ -211,15 +189,7 @@ impl<O: Ops> Kind<O> {
             .into_iter()
             .find(|p| p.name == client)
             .and_then(|p| p.node);
-        let mut ztunnels = self
-            .ops
-            .pods(
-                ambient::ISTIO_NAMESPACE,
-                &format!("app={}", ambient::ZTUNNEL),
-            )
-            .await?;
-        ztunnels.sort_by_key(|p| (p.node != node, p.name.clone()));
-        let Some(ztunnel) = ztunnels.first().map(|p| p.name.clone()) else {
+        let Some(ztunnel) = self.ztunnel_on(node).await? else {
             self.warnings.push(format!(
                 "no ztunnel pod (app={}) in {}: ztunnel's view of {client} was not checked",
                 ambient::ZTUNNEL,
@@ -230,17 +200,27 @@ impl<O: Ops> Kind<O> {
         progress(&format!(
             "  checking ztunnel {ztunnel}: it captures {client} and sends {} {}",
             objects::SERVER,
-            if waypoint {
-                "to the waypoint"
-            } else {
-                "to its pods"
-            }
+            destination(waypoint)
         ));
         let namespace = self.namespace.clone();
         self.poll_ztunnel(&ztunnel, |dump| {
             ztunnel_view(dump, &namespace, client, fqdn, waypoint)
         })
         .await
+    }
+
+    /// A ztunnel pod: the one on `node` if there is one, else the first by name (every ztunnel knows
+    /// every Service); `None` when ztunnel has no pod.
+    async fn ztunnel_on(&self, node: Option<String>) -> anyhow::Result<Option<String>> {
+        let mut ztunnels = self
+            .ops
+            .pods(
+                ambient::ISTIO_NAMESPACE,
+                &format!("app={}", ambient::ZTUNNEL),
+            )
+            .await?;
+        ztunnels.sort_by_key(|p| (node.is_none() || p.node != node, p.name.clone()));
+        Ok(ztunnels.into_iter().next().map(|p| p.name))
     }
 
     /// Reads ztunnel's `config_dump` until `check` passes; a warning naming what still differs after the
@@ -260,6 +240,15 @@ impl<O: Ops> Kind<O> {
             check,
         )
         .await
+    }
+}
+
+/// Where ztunnel sends `server`'s connections, in words.
+fn destination(waypoint: bool) -> &'static str {
+    if waypoint {
+        "to the waypoint"
+    } else {
+        "to its pods"
     }
 }
 

@@ -87,12 +87,7 @@ impl<O: Ops> Kind<O> {
         let retry_on = self
             .mesh_config_changed
             .then(|| mesh_config::retry_on(self.retries));
-        let host = format!(
-            "{}.{}.svc.{}",
-            objects::SERVER,
-            self.namespace,
-            objects::CLUSTER_DOMAIN
-        );
+        let host = self.server_fqdn();
         progress(&format!(
             "  checking that {pod}'s sidecar holds the {}",
             match (has_routes, &retry_on) {
@@ -117,6 +112,16 @@ impl<O: Ops> Kind<O> {
             })
         })
         .await
+    }
+
+    /// `server`'s fully qualified name in the demo's namespace, as Istio's configuration names it.
+    pub(super) fn server_fqdn(&self) -> String {
+        format!(
+            "{}.{}.svc.{}",
+            objects::SERVER,
+            self.namespace,
+            objects::CLUSTER_DOMAIN
+        )
     }
 
     /// Reads a configuration dump until `check` passes, every `retry`, for at most `routes`; then a
